@@ -1,0 +1,31 @@
+"""Packaging for telebridge, a WebRTC-to-SIP gateway on Twisted."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="telebridge",
+    version="0.1.0",
+    description="WebRTC-to-SIP gateway: SIP over WebSocket, ICE, DTLS-SRTP, on Twisted",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["telebridge", "telebridge.*"]) + ["twisted.plugins"],
+    package_data={"telebridge": ["web/static/*"]},
+    install_requires=[
+        "Twisted[tls]>=24.7",
+        "autobahn>=24.4",
+        "pyOpenSSL>=24.0",
+        "service-identity>=24.1",
+        "cryptography>=42",
+        "PyJWT>=2.8",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={"console_scripts": ["telebridge = telebridge.cli:main"]},
+)

@@ -1,0 +1,141 @@
+"""Build telebridge's service tree from a :class:`~telebridge.config.Config`.
+
+Wiring only: every object is made here and handed what it needs, so no
+module reaches for a global. The MultiService starts the listeners in
+order and logs one line per listener with its URL.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from twisted.application import service, strports
+from twisted.internet import reactor as default_reactor
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from telebridge.calls.registrar import Registrar
+from telebridge.calls.routing import EmbeddedRouter
+from telebridge.config import Config
+from telebridge.metrics import Counters
+from telebridge.sip.auth import DigestServer
+from telebridge.sip.stack import SipStack
+from telebridge.sip.transport import SipStreamFactory, SipUdpProtocol
+from telebridge.sip.uri import format_host
+from telebridge.tls import ensure_self_signed, server_context_factory
+from telebridge.web.http import build_site
+from telebridge.web.tokens import TokenVerifier, mint_token, resolve_token_secret
+from telebridge.web.ws import SipWebSocketFactory
+
+log = Logger()
+
+
+class ListenerService(service.Service):
+    """One listening socket, logged with its URL when it starts."""
+
+    def __init__(self, url: str, start: "callable[[], object]") -> None:  # type: ignore[valid-type]
+        self.url = url
+        self._start = start
+        self._port: object | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._port = self._start()
+        log.info("listening on {url}", url=self.url)
+
+    def stopService(self) -> object:
+        super().stopService()
+        port, self._port = self._port, None
+        if port is not None:
+            return port.stopListening()  # type: ignore[attr-defined]
+        return None
+
+
+def make_service(config: Config, reactor: IReactorTime | None = None) -> service.MultiService:
+    """Every listener and the objects behind them."""
+    reactor = reactor or default_reactor  # type: ignore[assignment]
+    top = service.MultiService()
+    counters = Counters()
+
+    cert_path, key_path = config.tls.certificate, config.tls.private_key
+    if cert_path is None or key_path is None:
+        cert_path, key_path = ensure_self_signed(config.state_dir)
+    tls_context = server_context_factory(cert_path, key_path)
+
+    registrar = Registrar(
+        min_expires=config.registrar.min_expires,
+        max_expires=config.registrar.max_expires,
+        default_expires=config.registrar.default_expires,
+    )
+    digest = DigestServer(config.registrar.realm, nonce_lifetime=config.registrar.nonce_lifetime)
+    users = {name: user.password for name, user in config.users.items()}
+    router = EmbeddedRouter(
+        registrar=registrar,
+        digest=digest,
+        passwords=users.get,
+        domains=frozenset(d.lower() for d in config.sip.domain),
+        counters=counters,
+        new_tag=lambda: secrets.token_hex(8),
+        user_agent=config.sip.user_agent,
+    )
+    stack = SipStack(reactor, router, registrar, counters, t1=config.sip.t1, t2=config.sip.t2, t4=config.sip.t4)
+    counters.gauge("sip_transactions", "live SIP transactions", lambda: len(stack.layer))
+    counters.gauge("registrar_bindings", "live registrations", lambda: len(registrar))
+
+    for listen in config.sip.listen:
+        top.addService(_sip_listener(reactor, listen, stack, counters, tls_context, config.sip.max_message_size))
+
+    secret = resolve_token_secret(config)
+    verifier = TokenVerifier.from_config(config, secret)
+    web_host, web_port = config.web.listen.host, config.web.listen.port
+    base = f"{format_host(web_host)}:{web_port}"
+    ws_factory = SipWebSocketFactory(
+        f"wss://{base}/sip",
+        sink=stack,
+        verifier=verifier,
+        counters=counters,
+        clock=reactor,
+        max_message_size=config.sip.max_message_size,
+    )
+    minter = None
+    if config.web.dev_tokens and secret is not None:
+        ttl = config.auth.token_ttl
+
+        def minter(user: str) -> str:
+            return mint_token(user, ttl, secret, "HS256", reactor.seconds())
+
+    site = build_site(ws_factory, counters, minter)
+    top.addService(
+        ListenerService(
+            f"https://{base}/ (WebSocket wss://{base}/sip)",
+            lambda: reactor.listenSSL(web_port, site, tls_context, interface=web_host),  # type: ignore[attr-defined]
+        )
+    )
+    top.addService(_StackService(stack))
+    return top
+
+
+class _StackService(service.Service):
+    """Stops the SIP stack's timers with the service."""
+
+    def __init__(self, stack: SipStack) -> None:
+        self.stack = stack
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.stack.stop()
+
+
+def _sip_listener(reactor, listen, stack, counters, tls_context, max_size) -> ListenerService:  # type: ignore[no-untyped-def]
+    transport = listen.transport.lower()
+    if transport == "udp":
+        return ListenerService(
+            listen.url,
+            lambda: reactor.listenUDP(listen.port, SipUdpProtocol(stack, counters), interface=listen.host),
+        )
+    factory = SipStreamFactory(stack, counters, transport.upper(), max_size)
+    if transport == "tcp":
+        return ListenerService(listen.url, lambda: reactor.listenTCP(listen.port, factory, interface=listen.host))
+    return ListenerService(
+        listen.url, lambda: reactor.listenSSL(listen.port, factory, tls_context, interface=listen.host)
+    )

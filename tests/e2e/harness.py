@@ -1,0 +1,201 @@
+"""Start telebridge under twistd on loopback, and small real clients for it.
+
+The gateway runs as users run it (``twistd -n telebridge --config PATH``) in
+its own process, on free loopback ports, with its log captured so tests
+can assert that nothing in it is a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+TOKEN_SECRET = "e2e-shared-secret-for-tests-only"
+PHONE_USER = "phone100"
+PHONE_PASSWORD = "correct horse battery staple"
+
+
+def free_port(both: bool = True) -> int:
+    """A loopback port free for TCP and (if ``both``) UDP at once."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = tcp.getsockname()[1]
+            if not both:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free loopback port found")
+
+
+def require_program(name: str) -> str:
+    """The path of a real peer; a missing peer fails the test, never skips it."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"{name} is not installed: run `sh scripts/install.sh --test`")
+    return path
+
+
+@dataclass
+class Gateway:
+    """A running telebridge process and the addresses it listens on."""
+
+    workdir: Path
+    sip_port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=lambda: free_port(both=False))
+    web_port: int = field(default_factory=lambda: free_port(both=False))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "telebridge.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "telebridge.log"
+
+    def write_config(self, extra: str = "") -> None:
+        """A configuration with every listener on a free loopback port."""
+        self.config_path.write_text(
+            f"""
+state_dir = "{self.workdir / 'state'}"
+
+[sip]
+listen = ["udp:{LOOPBACK}:{self.sip_port}", "tcp:{LOOPBACK}:{self.sip_port}", "tls:{LOOPBACK}:{self.tls_port}"]
+domain = ["{LOOPBACK}", "localhost"]
+
+[web]
+listen = "{LOOPBACK}:{self.web_port}"
+dev_tokens = true
+
+[auth]
+token_secret = "{TOKEN_SECRET}"
+
+[users.{PHONE_USER}]
+password = "{PHONE_PASSWORD}"
+{extra}
+"""
+        )
+
+    def start(self) -> None:
+        """Run ``twistd -n telebridge`` and wait until it answers OPTIONS."""
+        twistd = Path(sys.executable).parent / "twistd"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(twistd), "-n", "--pidfile=", "telebridge", "--config", str(self.config_path)],
+            cwd=self.workdir,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"telebridge exited at start-up:\n{self.log_text()}")
+            if options_status(self.sip_port, timeout=0.2) == 200:
+                return
+        raise AssertionError(f"telebridge did not answer OPTIONS in 20 s:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def options_request(port: int, transport: str = "UDP", branch: str | None = None) -> bytes:
+    """A minimal, valid OPTIONS request."""
+    branch = branch or "z9hG4bK" + uuid.uuid4().hex
+    return (
+        f"OPTIONS sip:{LOOPBACK}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {LOOPBACK}:9;branch={branch};rport\r\n"
+        f"From: <sip:probe@{LOOPBACK}>;tag={uuid.uuid4().hex[:8]}\r\n"
+        f"To: <sip:{LOOPBACK}:{port}>\r\n"
+        f"Call-ID: {uuid.uuid4().hex}\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def status_of(data: bytes) -> int:
+    """The status code of a response's bytes (0 if it is not a response)."""
+    parts = data.split(b" ", 2)
+    if len(parts) >= 2 and parts[0] == b"SIP/2.0" and parts[1].isdigit():
+        return int(parts[1])
+    return 0
+
+
+def options_status(port: int, timeout: float = 2.0) -> int:
+    """Send OPTIONS over UDP and return the status of the reply (0 for none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.bind((LOOPBACK, 0))
+        sock.sendto(options_request(port), (LOOPBACK, port))
+        try:
+            data, _ = sock.recvfrom(65536)
+        except (socket.timeout, ConnectionRefusedError):
+            return 0
+        return status_of(data)
+
+
+def run_sipp(
+    gateway: Gateway,
+    scenario: str,
+    transport: str,
+    workdir: Path,
+    extra: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run one SIPp scenario from tests/e2e/sipp once; bounded to 30 s."""
+    sipp = require_program("sipp")
+    flag = {"udp": "u1", "tcp": "t1", "tls": "l1"}[transport]
+    port = gateway.tls_port if transport == "tls" else gateway.sip_port
+    args = [
+        sipp,
+        f"{LOOPBACK}:{port}",
+        "-sf", str(REPO / "tests/e2e/sipp" / scenario),
+        "-t", flag,
+        "-i", LOOPBACK,
+        "-p", str(free_port()),
+        "-m", "1",
+        "-timeout", "20s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        "-trace_msg",
+    ]
+    if transport == "tls":
+        # SIPp loads a certificate even as a TLS client; give it the gateway's.
+        state = gateway.workdir / "state"
+        cert = next(state.glob("*cert*.pem"))
+        key = next(state.glob("*key*.pem"))
+        args += ["-tls_cert", str(cert), "-tls_key", str(key)]
+    args += extra or []
+    return subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=30)
