@@ -8,8 +8,9 @@ order and logs one line per listener with its URL.
 from __future__ import annotations
 
 import secrets
+from typing import Callable
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.internet import reactor as default_reactor
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -33,7 +34,7 @@ log = Logger()
 class ListenerService(service.Service):
     """One listening socket, logged with its URL when it starts."""
 
-    def __init__(self, url: str, start: "callable[[], object]") -> None:  # type: ignore[valid-type]
+    def __init__(self, url: str, start: Callable[[], object]) -> None:
         self.url = url
         self._start = start
         self._port: object | None = None
@@ -67,7 +68,11 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         max_expires=config.registrar.max_expires,
         default_expires=config.registrar.default_expires,
     )
-    digest = DigestServer(config.registrar.realm, nonce_lifetime=config.registrar.nonce_lifetime)
+    digest = DigestServer(
+        config.registrar.realm,
+        nonce_lifetime=config.registrar.nonce_lifetime,
+        algorithms=config.registrar.digest_algorithms,
+    )
     users = {name: user.password for name, user in config.users.items()}
     router = EmbeddedRouter(
         registrar=registrar,
@@ -78,7 +83,7 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         new_tag=lambda: secrets.token_hex(8),
         user_agent=config.sip.user_agent,
     )
-    stack = SipStack(reactor, router, registrar, counters, t1=config.sip.t1, t2=config.sip.t2, t4=config.sip.t4)
+    stack = SipStack(reactor, router, counters, t1=config.sip.t1, t2=config.sip.t2, t4=config.sip.t4)
     counters.gauge("sip_transactions", "live SIP transactions", lambda: len(stack.layer))
     counters.gauge("registrar_bindings", "live registrations", lambda: len(registrar))
 

@@ -88,6 +88,15 @@ class EmbeddedRouter:
                 peer=flow.peer,
             )
 
+    def get_timer(self) -> float | None:
+        """When the next registration expires."""
+        return self.registrar.next_expiry()
+
+    def handle_timer(self, now: float) -> None:
+        """Expire registrations whose time is up (RFC 3261 §10.3)."""
+        for binding in self.registrar.expire(now):
+            log.info("registration of {user} expired", user=binding.user)
+
     def _known_user(self, user: str, now: float) -> bool:
         return self.passwords(user) is not None or bool(self.registrar.lookup(user, now))
 

@@ -1,0 +1,396 @@
+"""The configuration: a TOML file validated into one tree of frozen dataclasses.
+
+Rules of operation:
+
+* Every key is optional and has the default documented in
+  ``etc/telebridge.toml``; with no file at all, :func:`default_config` is the
+  embedded default (registrar mode on loopback, dev tokens on).
+* Validation stops at the first problem with a :class:`ConfigError` naming the
+  file and the dotted key (``sip.listen[1]``), so start-up and
+  ``telebridge check-config`` say the same thing.
+* Relative paths in a file are relative to that file's directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from telebridge.sip.uri import format_host, is_token
+
+TRANSPORTS = ("udp", "tcp", "tls")
+TOKEN_ALGORITHMS = ("HS256", "RS256", "ES256")
+DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where one listener binds."""
+
+    transport: str  # udp, tcp, tls; "https" for the web listener
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """A URL for logs: ``sip:127.0.0.1:5060;transport=udp`` or ``sips:...``."""
+        if self.transport == "tls":
+            return f"sips:{format_host(self.host)}:{self.port};transport=tls"
+        if self.transport == "https":
+            return f"https://{format_host(self.host)}:{self.port}/"
+        return f"sip:{format_host(self.host)}:{self.port};transport={self.transport}"
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    """``[sip]``: signalling listeners and protocol timers."""
+
+    listen: tuple[ListenAddress, ...] = (
+        ListenAddress("udp", "127.0.0.1", 5060),
+        ListenAddress("tcp", "127.0.0.1", 5060),
+        ListenAddress("tls", "127.0.0.1", 5061),
+    )
+    domain: tuple[str, ...] = ("127.0.0.1", "localhost")
+    public_address: str | None = None
+    max_message_size: int = 65536
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    user_agent: str = "telebridge"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[tls]``: our certificate, and how we check others'."""
+
+    certificate: Path | None = None
+    private_key: Path | None = None
+    verify_peer: bool = False
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """``[web]``: the HTTPS + WSS listener."""
+
+    listen: ListenAddress = ListenAddress("https", "127.0.0.1", 8443)
+    dev_tokens: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """``[auth]``: how browser tokens are checked."""
+
+    token_secret: str | None = None
+    token_public_key: Path | None = None
+    token_algorithms: tuple[str, ...] = ("HS256",)
+    token_ttl: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    """``[registrar]``: the embedded registrar."""
+
+    realm: str = "telebridge"
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 600
+    nonce_lifetime: int = 300
+    # Challenges go out in this order and most phones answer the first one
+    # they see, so MD5 leads by default; SHA-256 clients still find theirs.
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    """``[users.NAME]``: a SIP phone allowed to register with digest."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    state_dir: Path
+    sip: SipConfig = field(default_factory=SipConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    users: dict[str, UserConfig] = field(default_factory=dict)
+    source: str = "<embedded default>"
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/telebridge`` for root, else the XDG state directory."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/telebridge")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "telebridge"
+
+
+def default_config() -> Config:
+    """The embedded default: registrar on loopback, dev tokens on."""
+    return Config(state_dir=default_state_dir(), web=WebConfig(dev_tokens=True))
+
+
+class _Reader:
+    """Reads one table, remembering which keys were used, for error messages."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str, base: Path) -> None:
+        self.source = source
+        self.table = table
+        self.prefix = prefix
+        self.base = base
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.key(name)}: {problem}")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        # bool is an int in Python; a port of `true` is still wrong.
+        if isinstance(value, bool) and kind is not bool:
+            raise self.fail(name, f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(name, f"expected {_kind_name(kind)}, got {type(value).__name__} {value!r}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float, maximum: float, integer: bool) -> Any:
+        kind: type | tuple[type, ...] = int if integer else (int, float)
+        value = self.get(name, kind, default)
+        if not minimum <= value <= maximum:
+            raise self.fail(name, f"{value!r} is out of range ({minimum} to {maximum})")
+        return int(value) if integer else float(value)
+
+    def string_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, list, None)
+        if value is None:
+            return default
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.source}: {self.key(name)}[{i}]: expected a string")
+        return tuple(value)
+
+    def path(self, name: str) -> Path | None:
+        value = self.get(name, str, None)
+        if value is None or value == "":
+            return None
+        path = Path(value)
+        return path if path.is_absolute() else self.base / path
+
+    def readable_file(self, name: str) -> Path | None:
+        path = self.path(name)
+        if path is not None:
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as e:
+                raise self.fail(name, f"cannot read {str(path)!r}: {e.strerror}") from None
+        return path
+
+    def table_of(self, name: str) -> dict[str, Any]:
+        value = self.get(name, dict, {})
+        return value  # type: ignore[no-any-return]
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list", dict: "a table"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def parse_listen(text: str, allowed: tuple[str, ...], default_transport: str | None) -> ListenAddress:
+    """Parse ``transport:host:port`` (``tcp:[::1]:5060``); raise ValueError."""
+    transport = default_transport
+    rest = text
+    head, sep, tail = text.partition(":")
+    if sep and head.lower() in allowed:
+        transport, rest = head.lower(), tail
+    if transport is None:
+        raise ValueError(f"{text!r} needs a transport prefix ({', '.join(allowed)})")
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0 or rest[close + 1 : close + 2] != ":":
+            raise ValueError(f"{text!r} is not host:port")
+        host, port_text = rest[1:close], rest[close + 2 :]
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r} is not host:port (bracket IPv6 addresses)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {text!r} is not an IP address") from None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} in {text!r} is not 1-65535")
+    return ListenAddress(transport, host, int(port_text))
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate ``path``; raise :class:`ConfigError`."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read the file: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not valid UTF-8") from None
+    return parse_config(raw, source, Path(path).resolve().parent)
+
+
+def parse_config(raw: dict[str, Any], source: str, base: Path) -> Config:
+    """Validate an already-parsed TOML document."""
+    top = _Reader(source, raw, "", base)
+    state = top.path("state_dir") or default_state_dir()
+    sip = _sip(_Reader(source, top.table_of("sip"), "sip.", base))
+    tls = _tls(_Reader(source, top.table_of("tls"), "tls.", base))
+    web = _web(_Reader(source, top.table_of("web"), "web.", base))
+    auth = _auth(_Reader(source, top.table_of("auth"), "auth.", base), web)
+    registrar = _registrar(_Reader(source, top.table_of("registrar"), "registrar.", base))
+    users = _users(source, top.table_of("users"), base)
+    top.finish()
+    return Config(state, sip, tls, web, auth, registrar, users, source)
+
+
+def _sip(r: _Reader) -> SipConfig:
+    d = SipConfig()
+    listen = []
+    for i, text in enumerate(r.string_list("listen", ())):
+        try:
+            listen.append(parse_listen(text, TRANSPORTS, None))
+        except ValueError as e:
+            raise ConfigError(f"{r.source}: sip.listen[{i}]: {e}") from None
+    raw_listen = r.table.get("listen")
+    config = SipConfig(
+        listen=tuple(listen) if raw_listen is not None else d.listen,
+        domain=r.string_list("domain", d.domain),
+        public_address=r.get("public_address", str, None),
+        max_message_size=r.number("max_message_size", d.max_message_size, 1500, 1 << 20, True),
+        t1=r.number("t1", d.t1, 0.01, 60, False),
+        t2=r.number("t2", d.t2, 0.01, 600, False),
+        t4=r.number("t4", d.t4, 0.01, 600, False),
+        user_agent=r.get("user_agent", str, d.user_agent),
+    )
+    if config.public_address is not None:
+        try:
+            ipaddress.ip_address(config.public_address)
+        except ValueError:
+            raise r.fail("public_address", f"{config.public_address!r} is not an IP address") from None
+    r.finish()
+    return config
+
+
+def _tls(r: _Reader) -> TlsConfig:
+    from telebridge.tls import TlsFileError, check_certificate_files
+
+    cert, key = r.readable_file("certificate"), r.readable_file("private_key")
+    if (cert is None) != (key is None):
+        raise r.fail("certificate" if cert is None else "private_key", "certificate and private_key go together")
+    if cert is not None and key is not None:
+        try:
+            check_certificate_files(cert, key)
+        except TlsFileError as e:
+            raise r.fail(e.key, str(e)) from None
+    config = TlsConfig(cert, key, r.get("verify_peer", bool, False), r.readable_file("ca_file"))
+    r.finish()
+    return config
+
+
+def _web(r: _Reader) -> WebConfig:
+    d = WebConfig()
+    listen = d.listen
+    text = r.get("listen", str, None)
+    if text is not None:
+        try:
+            listen = parse_listen(text, ("https",), "https")
+        except ValueError as e:
+            raise r.fail("listen", str(e)) from None
+    config = WebConfig(listen=listen, dev_tokens=r.get("dev_tokens", bool, False))
+    r.finish()
+    return config
+
+
+def _auth(r: _Reader, web: WebConfig) -> AuthConfig:
+    secret = r.get("token_secret", str, None) or None
+    public_key = r.readable_file("token_public_key")
+    default_algorithms = ("HS256",) if secret or public_key is None else ("RS256", "ES256")
+    algorithms = r.string_list("token_algorithms", default_algorithms)
+    for i, name in enumerate(algorithms):
+        if name not in TOKEN_ALGORITHMS:
+            raise ConfigError(f"{r.source}: auth.token_algorithms[{i}]: {name!r} is not one of {', '.join(TOKEN_ALGORITHMS)}")
+    if secret is not None and len(secret) < 16:
+        raise r.fail("token_secret", "use at least 16 characters")
+    if public_key is not None:
+        from telebridge.web.tokens import TokenError, load_public_key
+
+        try:
+            load_public_key(public_key)
+        except TokenError as e:
+            raise r.fail("token_public_key", str(e)) from None
+    if secret is None and public_key is None and not web.dev_tokens:
+        raise r.fail("token_secret", "set token_secret or token_public_key (or turn on web.dev_tokens)")
+    config = AuthConfig(secret, public_key, algorithms, r.number("token_ttl", 300, 10, 86400 * 30, True))
+    r.finish()
+    return config
+
+
+def _registrar(r: _Reader) -> RegistrarConfig:
+    d = RegistrarConfig()
+    config = RegistrarConfig(
+        realm=r.get("realm", str, d.realm),
+        min_expires=r.number("min_expires", d.min_expires, 1, 86400, True),
+        max_expires=r.number("max_expires", d.max_expires, 1, 86400 * 7, True),
+        default_expires=r.number("default_expires", d.default_expires, 1, 86400 * 7, True),
+        nonce_lifetime=r.number("nonce_lifetime", d.nonce_lifetime, 5, 86400, True),
+        digest_algorithms=r.string_list("digest_algorithms", d.digest_algorithms),
+    )
+    for i, name in enumerate(config.digest_algorithms):
+        if name not in DIGEST_ALGORITHMS:
+            raise ConfigError(f"{r.source}: registrar.digest_algorithms[{i}]: {name!r} is not one of {', '.join(DIGEST_ALGORITHMS)}")
+    if not config.digest_algorithms:
+        raise r.fail("digest_algorithms", "name at least one algorithm")
+    if config.min_expires > config.max_expires:
+        raise r.fail("min_expires", "is larger than max_expires")
+    r.finish()
+    return config
+
+
+def _users(source: str, table: dict[str, Any], base: Path) -> dict[str, UserConfig]:
+    users = {}
+    for name, entry in table.items():
+        if not is_token(name):
+            raise ConfigError(f"{source}: users.{name}: not a valid SIP user name")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: users.{name}: expected a table")
+        r = _Reader(source, entry, f"users.{name}.", base)
+        password = r.get("password", str, None)
+        if not password:
+            raise r.fail("password", "required")
+        r.finish()
+        users[name] = UserConfig(password)
+    return users
