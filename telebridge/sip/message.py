@@ -445,11 +445,7 @@ def _parse_content_length(headers: Headers) -> int | None:
 
 def _validate_request(request: Request) -> None:
     """Check the headers every request must carry (RFC 3261 §8.1.1)."""
-    partial = Headers(
-        (n, v)
-        for n, v in request.headers
-        if canonical_name(n) in ("via", "from", "to", "call-id", "cseq")
-    )
+    partial = _routing_headers(request.headers)
     try:
         vias = request.vias
         if not vias:
@@ -476,6 +472,11 @@ def _validate_request(request: Request) -> None:
     mf = request.headers.get("Max-Forwards")
     if mf is not None and not (mf.isascii() and mf.isdigit() and len(mf) <= 3):
         raise SipParseError("bad Max-Forwards", request=request)
+
+
+def _routing_headers(headers: Headers) -> Headers:
+    """The headers a response is built from (RFC 3261 §8.2.6.2)."""
+    return Headers((n, v) for n, v in headers if canonical_name(n) in ("via", "from", "to", "call-id", "cseq"))
 
 
 def _replyable(request: Request, partial: Headers) -> Request | None:
@@ -507,13 +508,19 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
     lines = _decode_head(head.lstrip(b"\r\n"))
     first, second, third = _parse_start_line(lines[0])
     headers = _parse_header_lines(lines[1:])
-    length = _parse_content_length(headers)
-    if length is None:
-        if stream:
-            raise SipParseError("missing Content-Length on a stream transport")
-        length = len(body)
-    if length > len(body):
-        raise SipParseError("body shorter than Content-Length")
+    try:
+        length = _parse_content_length(headers)
+        if length is None:
+            if stream:
+                raise SipParseError("missing Content-Length on a stream transport")
+            length = len(body)
+        if length > len(body):
+            raise SipParseError("body shorter than Content-Length")
+    except SipParseError as e:
+        if first.upper().startswith("SIP/"):
+            raise
+        probe = Request(headers=headers, method=first, uri=second)
+        raise SipParseError(e.reason, e.status, _replyable(probe, _routing_headers(headers))) from None
     body = body[:length]
     if first.upper().startswith("SIP/"):
         _check_version(first)

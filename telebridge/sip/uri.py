@@ -108,7 +108,7 @@ def parse_params(text: str, what: str, allow_quoted: bool) -> Params:
             _, end = read_quoted(value, 0)
             if end != len(value):
                 raise SipParseError(f"junk after quoted value of {name!r} in {what}")
-        elif not value or not all(c in _PARAM_CHARS or c == ":" for c in value):
+        elif not value or not all(c in _PARAM_CHARS or c in TOKEN_CHARS for c in value):
             raise SipParseError(f"bad value for parameter {name!r} in {what}")
         items.append((name, value))
     return Params(tuple(items))
@@ -266,10 +266,10 @@ def parse_uri(text: str) -> SipUri:
         raise SipParseError(f"not a URI: {text[:80]!r}")
     if scheme.lower() not in SIP_SCHEMES:
         raise SipParseError(f"unsupported URI scheme {scheme[:20]!r}", status=416)
-    rest, qsep, headers = rest.partition("?")
     user: str | None = None
     password: str | None = None
-    # The user part may itself contain ';' (user-unreserved), so find '@' first.
+    # '@' may appear unescaped only as the end of userinfo (§25.1: not in
+    # params or headers), while the user part may hold ';' and '?'.
     at = rest.rfind("@")
     if at >= 0:
         userinfo, rest = rest[:at], rest[at + 1 :]
@@ -279,6 +279,7 @@ def parse_uri(text: str) -> SipUri:
         _check_escapes(user, text)
         if psep:
             password = pw
+    rest, qsep, headers = rest.partition("?")
     hostport, psep, param_text = rest.partition(";")
     host, port = parse_hostport(hostport, "URI")
     params = parse_params(param_text, "URI", allow_quoted=False) if psep else Params()
