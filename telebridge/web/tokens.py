@@ -85,7 +85,8 @@ class TokenVerifier:
                 token,
                 self.keys[algorithm],
                 algorithms=[algorithm],
-                options={"verify_exp": False, "require": ["sub", "exp"]},
+                # Time claims are checked below against ``now``, not the clock.
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["sub", "exp"]},
             )
         except jwt.PyJWTError as e:
             raise TokenError(f"invalid token: {e}") from None
@@ -98,6 +99,9 @@ class TokenVerifier:
             raise TokenError("exp is not a number")
         if exp <= now:
             raise TokenError("token expired")
+        nbf = claims.get("nbf")
+        if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and nbf > now + 30:
+            raise TokenError("token not valid yet")
         return Claims(sub=sub, exp=int(exp))
 
 

@@ -1,0 +1,116 @@
+"""Configuration validation: every error names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telebridge.config import ConfigError, ListenAddress, default_config, load_config
+from telebridge.tls import ensure_self_signed
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = 'state_dir = "state"\n[auth]\ntoken_secret = "0123456789abcdef0123"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+def test_example_config_loads() -> None:
+    """etc/telebridge.toml is complete and valid."""
+    config = load_config(REPO / "etc/telebridge.toml")
+    assert config.sip.listen[0] == ListenAddress("udp", "127.0.0.1", 5060)
+    assert "100" in config.users
+    assert config.web.dev_tokens is False
+
+
+def test_embedded_default() -> None:
+    """Issue 2 §3: UDP+TCP 5060, TLS 5061, HTTPS 8443 on loopback, dev tokens on."""
+    config = default_config()
+    assert [l.url for l in config.sip.listen] == [
+        "sip:127.0.0.1:5060;transport=udp",
+        "sip:127.0.0.1:5060;transport=tcp",
+        "sips:127.0.0.1:5061;transport=tls",
+    ]
+    assert config.web.listen.url == "https://127.0.0.1:8443/"
+    assert config.web.dev_tokens is True
+
+
+def test_minimal_file_gets_defaults_and_dev_tokens_off(tmp_path: Path) -> None:
+    """A configured deployment has dev tokens off unless it turns them on."""
+    config = load_config(write(tmp_path, BASE))
+    assert config.web.dev_tokens is False
+    assert config.state_dir == tmp_path / "state"
+    assert config.registrar.digest_algorithms == ("MD5", "SHA-256")
+
+
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        (BASE + "bogus = 1\n", "bogus: unknown key"),
+        (BASE + "[sip]\nlisten_on = []\n", "sip.listen_on: unknown key"),
+        (BASE + "[sip]\nt1 = 'fast'\n", "sip.t1: expected"),
+        (BASE + "[sip]\nt1 = true\n", "sip.t1: expected"),
+        (BASE + "[sip]\nt1 = -1\n", "sip.t1: -1 is out of range"),
+        (BASE + "[sip]\nlisten = ['udp:300.1.1.1:5060']\n", "sip.listen[0]: '300.1.1.1'"),
+        (BASE + "[sip]\nlisten = ['udp:127.0.0.1:5060', 'tcp:127.0.0.1:70000']\n", "sip.listen[1]: port '70000'"),
+        (BASE + "[sip]\nlisten = ['sctp:127.0.0.1:5060']\n", "sip.listen[0]:"),
+        (BASE + "[sip]\nlisten = ['tcp:::1:5060']\n", "sip.listen[0]:"),
+        (BASE + "[sip]\nlisten = ['tcp:example.com:5060']\n", "sip.listen[0]: 'example.com'"),
+        (BASE + "[sip]\nlisten = [5060]\n", "sip.listen[0]: expected a string"),
+        (BASE + "[sip]\npublic_address = 'nat.example'\n", "sip.public_address:"),
+        (BASE + "[web]\nlisten = '127.0.0.1'\n", "web.listen:"),
+        (BASE + "[tls]\ncertificate = 'missing.pem'\nprivate_key = 'missing.pem'\n", "tls.certificate: cannot read"),
+        (BASE + "[registrar]\nmin_expires = 100\nmax_expires = 50\n", "registrar.min_expires:"),
+        (BASE + "[registrar]\ndigest_algorithms = ['SHA-1']\n", "registrar.digest_algorithms[0]:"),
+        (BASE + "[users.bob]\n", "users.bob.password: required"),
+        (BASE + "[users.bob]\npassword = 'x'\nextra = 1\n", "users.bob.extra: unknown key"),
+        (BASE + "[users.'bad name']\npassword = 'x'\n", "users.bad name:"),
+        ('[auth]\ntoken_secret = "short"\n', "auth.token_secret: use at least 16"),
+        ('[auth]\ntoken_algorithms = ["none"]\ntoken_secret = "0123456789abcdef0"\n', "auth.token_algorithms[0]:"),
+        ("[web]\ndev_tokens = false\n", "auth.token_secret: set token_secret"),
+        ("[sip\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    """Issue 2 §3: one message naming the key (and the file)."""
+    assert key in error_of(tmp_path, text)
+
+
+def test_unreadable_or_mismatched_certificate(tmp_path: Path) -> None:
+    """A certificate that is not PEM, or a key that does not match, stops start-up."""
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    message = error_of(tmp_path, BASE + "[tls]\ncertificate = 'cert.pem'\nprivate_key = 'key.pem'\n")
+    assert "tls.certificate:" in message
+    cert_a, _ = ensure_self_signed(tmp_path / "a")
+    _, key_b = ensure_self_signed(tmp_path / "b")
+    message = error_of(tmp_path, BASE + f"[tls]\ncertificate = '{cert_a}'\nprivate_key = '{key_b}'\n")
+    assert "tls.private_key: does not match" in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """An unreadable file is reported, not a traceback."""
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_self_signed_certificate_is_made_once_with_a_private_key_file(tmp_path: Path) -> None:
+    """Issue 2 §3: created on first start in the state directory, reused after."""
+    cert, key = ensure_self_signed(tmp_path)
+    first = cert.read_bytes()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert ensure_self_signed(tmp_path) == (cert, key)
+    assert cert.read_bytes() == first
