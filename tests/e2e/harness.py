@@ -95,13 +95,11 @@ password = "{PHONE_PASSWORD}"
 
     def start(self) -> None:
         """Run ``twistd -n telebridge`` and wait until it answers OPTIONS."""
-        twistd = Path(sys.executable).parent / "twistd"
-        env = dict(os.environ, PYTHONPATH=str(REPO))
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "telebridge", "--config", str(self.config_path)],
+            twistd_command("--config", str(self.config_path)),
             cwd=self.workdir,
-            env=env,
+            env=twistd_env(),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -241,3 +239,13 @@ checkHost = localhost
     finally:
         process.terminate()
         process.wait(5)
+
+
+def twistd_command(*args: str) -> list[str]:
+    """``twistd -n telebridge ARGS`` from this virtualenv."""
+    return [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "telebridge", *args]
+
+
+def twistd_env() -> dict[str, str]:
+    """The environment twistd runs in: this checkout importable."""
+    return dict(os.environ, PYTHONPATH=str(REPO))
