@@ -5,8 +5,9 @@ Rules of operation:
 * OPTIONS is answered 200 with our capabilities, whatever its target
   (RFC 3261 §11.2): monitoring systems and SIPp use it as a ping.
 * REGISTER is authenticated first, then handed to the :class:`Registrar`:
-  - over a browser's WebSocket the token already says who it is; From and
-    To must name that user, else 403 (issue 2 §6);
+  - over a browser's WebSocket the token already says who it is; From (of
+    any request) and To (of a REGISTER) must name that user, else 403
+    (issue 2 §6);
   - over UDP, TCP or TLS a SIP phone answers a digest challenge against
     ``[users.NAME]``. Every unauthenticated REGISTER is challenged, whether
     or not the user exists, and bad credentials get 403, so a scanner
@@ -62,6 +63,10 @@ class EmbeddedRouter:
         self.counters.inc("sip_requests_total", method=request.method)
         if request.method == "ACK":
             return None
+        if flow.identity is not None:
+            refusal = self._check_identity(request, flow.identity)
+            if refusal is not None:
+                return refusal
         if request.method == "OPTIONS":
             return self._options(request)
         uri = parse_uri(request.uri)
@@ -115,15 +120,13 @@ class EmbeddedRouter:
     def _register(self, request: Request, flow: Flow, now: float) -> Response:
         try:
             to_user = request.to.uri.user
-            from_user = request.from_.uri.user
         except SipParseError as e:
             return self._reply(request, 400, f"Bad Request ({e.reason})")
         if not to_user:
             return self._reply(request, 400, "Bad Request (To has no user)")
         if flow.identity is not None:
-            if to_user != flow.identity or from_user != flow.identity:
-                self.counters.inc("sip_auth_failures_total", kind="token_user")
-                return self._reply(request, 403, f"Forbidden (token is for {flow.identity})")
+            if to_user != flow.identity:
+                return self._forbidden_identity(request, flow.identity)
         else:
             refusal = self._check_digest(request, to_user, now)
             if refusal is not None:
@@ -134,6 +137,20 @@ class EmbeddedRouter:
             log.info("REGISTER {user} from {peer} over {transport}", user=to_user, peer=flow.peer,
                      transport=flow.transport_name)
         return response
+
+    def _check_identity(self, request: Request, identity: str) -> Response | None:
+        """A browser speaks only as the user its token names (issue 2 §6)."""
+        try:
+            from_user = request.from_.uri.user
+        except SipParseError as e:
+            return self._reply(request, 400, f"Bad Request ({e.reason})")
+        if from_user != identity:
+            return self._forbidden_identity(request, identity)
+        return None
+
+    def _forbidden_identity(self, request: Request, identity: str) -> Response:
+        self.counters.inc("sip_auth_failures_total", kind="token_user")
+        return self._reply(request, 403, f"Forbidden (token is for {identity})")
 
     def _check_digest(self, request: Request, user: str, now: float) -> Response | None:
         """``None`` when the request carries good credentials for ``user``."""

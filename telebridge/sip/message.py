@@ -563,6 +563,11 @@ class StreamFramer:
         self.max_size = max_size
         self._buffer = bytearray()
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a message is buffered."""
+        return bool(self._buffer.strip(b"\r\n"))
+
     def feed(self, data: bytes) -> list[Message | KeepAlive | SipParseError]:
         """Add ``data``; return what it completed, in order.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from twisted.internet import protocol
+from twisted.protocols.policies import TimeoutMixin
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -169,7 +170,14 @@ class SipUdpProtocol(protocol.DatagramProtocol):
         deliver(self.sink, message, flow)
 
 
-class SipStreamProtocol(protocol.Protocol):
+# A connection must deliver a whole message within this many seconds of
+# opening, or of the first byte of the next one: slow-drip and silent
+# connections (slowloris) cannot pin sockets. Between messages a connection
+# may stay idle as long as it likes (a registered phone's flow).
+MESSAGE_DEADLINE = 30.0
+
+
+class SipStreamProtocol(protocol.Protocol, TimeoutMixin):
     """One TCP or TLS connection carrying SIP; it is its own :class:`Flow`."""
 
     reliable = True
@@ -193,6 +201,14 @@ class SipStreamProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         self.peer = _host_port(self.transport.getPeer())  # type: ignore[union-attr]
         self.local = _host_port(self.transport.getHost())  # type: ignore[union-attr]
+        self.setTimeout(MESSAGE_DEADLINE)
+
+    def timeoutConnection(self) -> None:
+        self.counters.inc("sip_stream_timeouts_total", transport=self.transport_name)
+        log.info("closing {transport} connection from {peer}: no complete message in time",
+                 transport=self.transport_name, peer=self.peer)
+        self.closed = True
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def send(self, message: Message) -> None:
         """Write on this connection."""
@@ -212,6 +228,8 @@ class SipStreamProtocol(protocol.Protocol):
             self.closed = True
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
+        # Idle between messages is fine; a half-received message has a deadline.
+        self.setTimeout(MESSAGE_DEADLINE if self.framer.pending else None)
         for item in items:
             if self.closed:
                 return
@@ -224,6 +242,7 @@ class SipStreamProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closed = True
+        self.setTimeout(None)
         self.sink.flow_closed(self)
 
 

@@ -168,3 +168,11 @@ def test_invite_cancelled_before_answer_gets_487_and_cancel_200() -> None:
     assert sorted(flow.statuses()) == [200, 487]
     clock.advance(64)
     assert len(stack.layer) == 0
+
+
+def test_browser_invite_with_someone_elses_from_gets_403() -> None:
+    """Issue 2 §6: an INVITE whose From user is not the token's sub is refused."""
+    stack, _, _, _ = make_stack()
+    ws = FakeFlow(transport_name="WSS", reliable=True, identity="alice")
+    stack.message_received(request("INVITE", user="mallory", uri="sip:100@127.0.0.1"), ws)
+    assert ws.statuses() == [403]

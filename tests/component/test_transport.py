@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from telebridge.metrics import Counters
@@ -34,9 +35,10 @@ class RecordingSink:
         self.closed.append(flow)
 
 
-def _stream() -> tuple[SipStreamProtocol, StringTransport, RecordingSink, Counters]:
+def _stream(clock: Clock | None = None) -> tuple[SipStreamProtocol, StringTransport, RecordingSink, Counters]:
     sink, counters = RecordingSink(), Counters()
     proto = SipStreamProtocol(sink, counters, "TCP", max_size=4096)
+    proto.callLater = (clock or Clock()).callLater  # type: ignore[method-assign]
     transport = StringTransport(
         hostAddress=IPv4Address("TCP", "127.0.0.1", 5060),
         peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
@@ -97,6 +99,27 @@ def test_stream_keepalive_ping_gets_pong() -> None:
     proto, transport, _, _ = _stream()
     proto.dataReceived(b"\r\n\r\n")
     assert transport.value() == b"\r\n"
+
+
+def test_stream_that_never_completes_a_message_is_closed_after_the_deadline() -> None:
+    """Slowloris: a half-sent message cannot pin the socket past MESSAGE_DEADLINE."""
+    clock = Clock()
+    proto, transport, _, counters = _stream(clock)
+    proto.dataReceived(OPTIONS[:40])
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+    assert counters.total("sip_stream_timeouts_total") == 1
+
+
+def test_stream_idle_between_messages_stays_open() -> None:
+    """A registered phone's connection may be silent between messages."""
+    clock = Clock()
+    proto, transport, sink, _ = _stream(clock)
+    proto.dataReceived(OPTIONS)
+    clock.advance(3600)
+    assert not transport.disconnecting and len(sink.messages) == 1
 
 
 def test_stream_close_tells_the_sink() -> None:
