@@ -73,14 +73,36 @@ class TransactionTimedOut:
 Event = Union[SendMessage, ResponseReceived, TransactionTimedOut]
 
 
-class _Transaction:
-    """Shared timer bookkeeping."""
+def same_branch_request(request: Request, method: str, to: str) -> Request:
+    """A request on ``request``'s branch: its ACK (§17.1.1.3) or CANCEL (§9.1).
 
-    def __init__(self, reliable: bool, t1: float, t2: float, t4: float) -> None:
+    Both copy the top Via, Route, From, Call-ID and the CSeq number; only
+    the method and (for an ACK) the To header differ.
+    """
+    headers = Headers()
+    headers.add("Via", request.headers.get_all("Via")[0])
+    for route in request.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    headers.add("From", request.headers.get("From") or "")
+    headers.add("To", to)
+    headers.add("Call-ID", request.call_id)
+    headers.add("CSeq", f"{request.cseq[0]} {method}")
+    return Request(headers=headers, method=method, uri=request.uri)
+
+
+class _Transaction:
+    """What both kinds share: the request, and timer bookkeeping."""
+
+    def __init__(self, request: Request, reliable: bool, t1: float, t2: float, t4: float) -> None:
+        self.request = request
+        self.invite = request.method == "INVITE"
         self.reliable = reliable
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.timers: dict[str, float] = {}
         self.state = State.TRYING
+        self.last_response: Response | None = None
+        self._interval = t1
 
     @property
     def terminated(self) -> bool:
@@ -117,13 +139,9 @@ class ClientTransaction(_Transaction):
         t2: float = T2,
         t4: float = T4,
     ) -> None:
-        super().__init__(reliable, t1, t2, t4)
-        self.request = request
+        super().__init__(request, reliable, t1, t2, t4)
         self.destination = destination
-        self.invite = request.method == "INVITE"
         self.state = State.CALLING if self.invite else State.TRYING
-        self._interval = t1
-        self.last_response: Response | None = None
         self.cancel_pending = False
         if not reliable:
             self.timers["A" if self.invite else "E"] = now + t1
@@ -167,18 +185,7 @@ class ClientTransaction(_Transaction):
 
     def ack_for(self, response: Response) -> Request:
         """The ACK for a non-2xx final response (§17.1.1.3): same branch, To from the response."""
-        request = self.request
-        headers = Headers()
-        headers.add("Via", request.headers.get_all("Via")[0])
-        for name in ("Route",):
-            for value in request.headers.get_all(name):
-                headers.add(name, value)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", request.headers.get("From") or "")
-        headers.add("To", response.headers.get("To") or "")
-        headers.add("Call-ID", request.call_id)
-        headers.add("CSeq", f"{request.cseq[0]} ACK")
-        return Request(headers=headers, method="ACK", uri=request.uri)
+        return same_branch_request(self.request, "ACK", response.headers.get("To") or "")
 
     def handle_timer(self, now: float) -> list[Event]:
         """Run every timer that is due."""
@@ -219,13 +226,9 @@ class ServerTransaction(_Transaction):
         t2: float = T2,
         t4: float = T4,
     ) -> None:
-        super().__init__(reliable, t1, t2, t4)
-        self.request = request
+        super().__init__(request, reliable, t1, t2, t4)
         self.source = source
-        self.invite = request.method == "INVITE"
         self.state = State.PROCEEDING if self.invite else State.TRYING
-        self.last_response: Response | None = None
-        self._interval = t1
         if self.invite:
             self.timers["Trying"] = now + TRYING_DELAY
 

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable, Hashable, Union
 
-from telebridge.sip.message import Headers, Request, Response, make_response
+from telebridge.sip.message import Request, Response, make_response
 from telebridge.sip.transaction import (
     T1,
     T2,
@@ -36,6 +36,7 @@ from telebridge.sip.transaction import (
     ServerTransaction,
     State,
     TransactionTimedOut,
+    same_branch_request,
 )
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -165,15 +166,7 @@ class TransactionLayer:
 
     def _send_cancel(self, invite: ClientTransaction, now: float) -> list[LayerEvent]:
         request = invite.request
-        headers = Headers()
-        headers.add("Via", request.headers.get_all("Via")[0])
-        for value in request.headers.get_all("Route"):
-            headers.add("Route", value)
-        headers.add("Max-Forwards", "70")
-        for name in ("From", "To", "Call-ID"):
-            headers.add(name, request.headers.get(name) or "")
-        headers.add("CSeq", f"{request.cseq[0]} CANCEL")
-        cancel = Request(headers=headers, method="CANCEL", uri=request.uri)
+        cancel = same_branch_request(request, "CANCEL", request.headers.get("To") or "")
         _, events = self.send_request(cancel, invite.destination, invite.reliable, now)
         return events
 

@@ -109,6 +109,8 @@ def test_websocket_with_valid_token_registers_and_close_ends_the_binding(gateway
     reply = ws.recv_message()
     assert status_of(reply) == 200, reply
     assert b"Require: outbound" in reply
+    # RFC 7118 §5.3 / RFC 3261 §18.2.1: the Via of a WSS flow records where it came from.
+    assert b"Via: SIP/2.0/WSS abcdef.invalid;branch=" in reply and b";received=127.0.0.1" in reply
     assert metric(gateway, "registrar_bindings") == before + 1
     ws.close(1001)
     deadline = time.monotonic() + 5
