@@ -19,6 +19,7 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "PyJWT>=2.8",
+        "pylibsrtp>=0.10",
     ],
     extras_require={
         "test": [
