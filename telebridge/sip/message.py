@@ -18,6 +18,7 @@ Rules of operation:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Union
 
@@ -125,6 +126,17 @@ REASON_PHRASES = {
 }
 
 DEFAULT_MAX_SIZE = 65536
+
+# Headers a request may carry once only (RFC 3261 §7.3.1: only list headers
+# may repeat; RFC 4475 §3.3.8 and §3.3.9 answer duplicates with 400).
+SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+
+# RFC 3261 §25.1: SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+_VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.ASCII | re.IGNORECASE)
+
+# C0 controls other than HTAB, and DEL: allowed in a header only as a
+# quoted-pair inside a quoted-string (RFC 3261 §25.1), as in RFC 4475 §3.1.1.2.
+_CONTROLS = frozenset(chr(c) for c in range(0x20) if c != 0x09) | {"\x7f"}
 
 
 def canonical_name(name: str) -> str:
@@ -336,13 +348,18 @@ def _required(headers: Headers, name: str) -> str:
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
-    """Parse ``CSeq: 4711 INVITE``; the number fits in 32 bits (§8.1.1.5)."""
+    """Parse ``CSeq: 4711 INVITE``; the number fits in 32 bits (§20.16).
+
+    Leading zeros are allowed (RFC 4475 §3.1.1.1). A UAC starts below 2**31
+    (§8.1.1.5), but a peer may legally have counted up to 2**32 - 1.
+    """
     parts = value.split()
     if len(parts) != 2 or not parts[0].isascii() or not parts[0].isdigit():
         raise SipParseError(f"bad CSeq {value[:40]!r}")
-    number = int(parts[0])
-    if number >= 2**31:
+    digits = parts[0].lstrip("0") or "0"
+    if len(digits) > 10 or int(digits) >= 2**32:
         raise SipParseError("CSeq number too large")
+    number = int(digits)
     if not is_token(parts[1]):
         raise SipParseError("bad CSeq method")
     return number, parts[1]
@@ -389,10 +406,30 @@ def _decode_head(head: bytes) -> list[str]:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("headers are not valid UTF-8") from None
-    if "\x00" in text:
-        raise SipParseError("NUL byte in headers")
     # Lines end in CRLF (RFC 3261 §7); a bare LF is tolerated, as most stacks do.
-    return text.replace("\r\n", "\n").split("\n")
+    lines = text.replace("\r\n", "\n").split("\n")
+    for line in lines:
+        _check_controls(line)
+    return lines
+
+
+def _check_controls(line: str) -> None:
+    """Reject control characters (NUL above all) outside quoted-pairs."""
+    if not any(c in _CONTROLS for c in line):
+        return
+    quoted = False
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quoted and c == "\\" and i + 1 < len(line) and line[i + 1] not in "\r\n":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c in _CONTROLS:
+            what = "NUL byte" if c == "\x00" else f"control character {c!r}"
+            raise SipParseError(f"{what} in headers")
+        i += 1
 
 
 def _parse_header_lines(lines: list[str]) -> Headers:
@@ -414,7 +451,7 @@ def _parse_header_lines(lines: list[str]) -> Headers:
         if not is_token(name):
             raise SipParseError(f"bad header name {name[:40]!r}")
         if any(c in value for c in "\r"):
-            raise SipParseError(f"stray CR in header {name}")
+            raise SipParseError(f"stray CR in header {name[:40]}")
         headers.append((name, value.strip(" \t")))
     return Headers(headers)
 
@@ -428,16 +465,20 @@ def _parse_start_line(line: str) -> tuple[str, str, str]:
 
 def _check_version(version: str) -> None:
     if version.upper() != "SIP/2.0":
-        if version.upper().startswith("SIP/"):
+        if _VERSION.fullmatch(version):
             raise SipParseError(f"unsupported version {version[:20]!r}", status=505)
+        # Trailing spaces (RFC 4475 §3.1.2.10) or junk: malformed, not 505.
         raise SipParseError(f"bad protocol {version[:20]!r}")
 
 
 def _parse_content_length(headers: Headers) -> int | None:
-    value = headers.get("Content-Length")
-    if value is None:
+    values = headers.get_all("Content-Length")
+    if not values:
         return None
-    value = value.strip()
+    if len(values) > 1:
+        # RFC 4475 §3.3.9: no way to know which one frames the body.
+        raise SipParseError("more than one Content-Length")
+    value = values[0].strip()
     if not value.isascii() or not value.isdigit() or len(value) > 9:
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)
@@ -447,14 +488,23 @@ def _validate_request(request: Request) -> None:
     """Check the headers every request must carry (RFC 3261 §8.1.1)."""
     partial = _routing_headers(request.headers)
     try:
+        for key in SINGLE_HEADERS:
+            if sum(1 for name, _ in request.headers if canonical_name(name) == key) > 1:
+                # RFC 4475 §3.3.8: answered 400, from the first of each.
+                raise SipParseError(f"more than one {key} header")
         vias = request.vias
         if not vias:
             raise SipParseError("missing Via")
         if not request.branch:
             # RFC 2543 peers send no branch; we need one to match transactions.
             raise SipParseError("Via has no branch")
-        request.from_
-        request.to
+        try:
+            request.from_
+            request.to
+        except SipParseError as e:
+            # 416 is about the Request-URI only (RFC 3261 §21.4.12); a From or
+            # To we cannot read is a bad request (RFC 4475 §3.3.4).
+            raise SipParseError(e.reason) from None
         request.call_id
         number, method = request.cseq
     except SipParseError as e:
@@ -466,17 +516,33 @@ def _validate_request(request: Request) -> None:
             request=_replyable(request, partial),
         )
     try:
-        parse_uri(request.uri)
+        target = parse_uri(request.uri)
     except SipParseError as e:
         raise SipParseError(f"bad Request-URI: {e.reason}", e.status, request) from None
+    if target.headers is not None:
+        # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI
+        # (RFC 4475 §3.1.2.11).
+        raise SipParseError("bad Request-URI: it carries headers", request=request)
     mf = request.headers.get("Max-Forwards")
-    if mf is not None and not (mf.isascii() and mf.isdigit() and len(mf) <= 3):
-        raise SipParseError("bad Max-Forwards", request=request)
+    # 1*DIGIT, leading zeros allowed (RFC 4475 §3.1.1.1), at most 255 (§20.22).
+    if mf is not None:
+        digits = mf.lstrip("0") or "0"
+        if not (mf.isascii() and mf.isdigit() and len(digits) <= 3 and int(digits) <= 255):
+            raise SipParseError("bad Max-Forwards", request=request)
 
 
 def _routing_headers(headers: Headers) -> Headers:
-    """The headers a response is built from (RFC 3261 §8.2.6.2)."""
-    return Headers((n, v) for n, v in headers if canonical_name(n) in ("via", "from", "to", "call-id", "cseq"))
+    """The headers a response is built from (RFC 3261 §8.2.6.2).
+
+    Every Via, and the first From, To, Call-ID and CSeq (a duplicate would
+    make the response itself malformed).
+    """
+    out = Headers()
+    for name, value in headers:
+        key = canonical_name(name)
+        if key == "via" or (key in ("from", "to", "call-id", "cseq") and out.get(key) is None):
+            out.add(name, value)
+    return out
 
 
 def _replyable(request: Request, partial: Headers) -> Request | None:
@@ -506,42 +572,57 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
         if not sep:
             raise SipParseError("no blank line after headers")
     lines = _decode_head(head.lstrip(b"\r\n"))
-    first, second, third = _parse_start_line(lines[0])
     headers = _parse_header_lines(lines[1:])
+    if lines[0][:4].upper() == "SIP/":
+        return _parse_response(lines[0], headers, body, stream)
     try:
-        length = _parse_content_length(headers)
-        if length is None:
-            if stream:
-                raise SipParseError("missing Content-Length on a stream transport")
-            length = len(body)
-        if length > len(body):
-            raise SipParseError("body shorter than Content-Length")
+        method, uri, version = _parse_start_line(lines[0])
+        if not is_token(method):
+            raise SipParseError(f"bad method {method[:20]!r}")
+        _check_version(version)
+        length = _body_length(headers, body, stream)
+        request = Request(headers=headers, body=body[:length], method=method, uri=uri)
+        _validate_request(request)
     except SipParseError as e:
-        if first.upper().startswith("SIP/"):
+        if e.request is not None:
             raise
-        probe = Request(headers=headers, method=first, uri=second)
+        # A bad start line or body does not stop us answering when the
+        # routing headers were readable (e.g. 505 for SIP/3.0, RFC 3261 §8.2.6).
+        words = lines[0].split(" ")
+        probe = Request(headers=headers, method=words[0], uri=words[1] if len(words) > 1 else "")
         raise SipParseError(e.reason, e.status, _replyable(probe, _routing_headers(headers))) from None
-    body = body[:length]
-    if first.upper().startswith("SIP/"):
-        _check_version(first)
-        if len(second) != 3 or not second.isascii() or not second.isdigit() or second[0] == "0":
-            raise SipParseError(f"bad status code {second[:10]!r}")
-        response = Response(headers=headers, body=body, status=int(second), reason=third)
-        try:
-            response.top_via
-            response.call_id
-            response.cseq
-            response.from_
-            response.to
-        except SipParseError as e:
-            raise SipParseError(f"unusable response: {e.reason}") from None
-        return response
-    if not is_token(first):
-        raise SipParseError(f"bad method {first[:20]!r}")
-    request = Request(headers=headers, body=body, method=first, uri=second)
-    _check_version(third)
-    _validate_request(request)
     return request
+
+
+def _body_length(headers: Headers, body: bytes, stream: bool) -> int:
+    """How much of ``body`` is the message body (RFC 3261 §18.3, §20.14)."""
+    length = _parse_content_length(headers)
+    if length is None:
+        if stream:
+            raise SipParseError("missing Content-Length on a stream transport")
+        length = len(body)
+    if length > len(body):
+        raise SipParseError("body shorter than Content-Length")
+    return length
+
+
+def _parse_response(start: str, headers: Headers, body: bytes, stream: bool) -> Response:
+    version, code, reason = _parse_start_line(start)
+    _check_version(version)
+    # RFC 3261 §7.2 / §21: three digits, 100 to 699 (RFC 4475 §3.1.2.19).
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or not "100" <= code <= "699":
+        raise SipParseError(f"bad status code {code[:10]!r}")
+    length = _body_length(headers, body, stream)
+    response = Response(headers=headers, body=body[:length], status=int(code), reason=reason)
+    try:
+        response.top_via
+        response.call_id
+        response.cseq
+        response.from_
+        response.to
+    except SipParseError as e:
+        raise SipParseError(f"unusable response: {e.reason}") from None
+    return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,12 +637,15 @@ class StreamFramer:
     keep-alive pings) found so far. A message whose headers or body would
     pass ``max_size`` raises 513, a missing Content-Length 400; after a
     raised error the stream is unusable and the transport should answer
-    and close.
+    and close. Messages completed before a framing error in the same chunk
+    are returned first and the error is raised by the next :meth:`feed`,
+    so what comes out never depends on how the stream was cut.
     """
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
         self._buffer = bytearray()
+        self._error: SipParseError | None = None
 
     @property
     def pending(self) -> bool:
@@ -574,10 +658,18 @@ class StreamFramer:
         A message that framed correctly but did not parse comes back as its
         :class:`SipParseError`; only a framing error is raised.
         """
+        if self._error is not None:
+            raise self._error
         self._buffer += data
         out: list[Message | KeepAlive | SipParseError] = []
         while True:
-            item = self._next()
+            try:
+                item = self._next()
+            except SipParseError as e:
+                if not out:
+                    raise
+                self._error = e
+                return out
             if item is None:
                 return out
             out.append(item)

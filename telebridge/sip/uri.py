@@ -31,7 +31,20 @@ _USER_CHARS = frozenset(
 _PARAM_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()[]/:&+$%"
 )
+# RFC 3261 §25.1 password: unreserved / escaped / "&" / "=" / "+" / "$" / ",".
+_PASSWORD_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,%"
+)
+# RFC 3261 §25.1 hname / hvalue: hnv-unreserved / unreserved / escaped.
+_HEADER_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()[]/?:+$%"
+)
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
 SIP_SCHEMES = ("sip", "sips")
+# Longest decimal we ever convert: Python refuses int() of very long digit
+# strings (ValueError), and no SIP number needs more than this.
+_MAX_DIGITS = 10
 
 
 def is_token(text: str) -> bool:
@@ -139,8 +152,21 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
 
 
 def quote(text: str) -> str:
-    """Write ``text`` as a quoted-string, escaping ``"`` and ``\\``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Write ``text`` as a quoted-string, escaping ``"`` and ``\\``.
+
+    RFC 3261 §25.1: other control characters are only allowed as a
+    quoted-pair, so they are escaped too; CR and LF cannot appear in a
+    quoted-string at all and become spaces (no header injection).
+    """
+    out = []
+    for c in text:
+        if c in "\r\n":
+            out.append(" ")
+        elif c in '"\\' or c < " " or c == "\x7f":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 def split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -186,9 +212,12 @@ def parse_host(text: str, what: str) -> str:
             raise SipParseError(f"unterminated IPv6 reference in {what}")
         inner = text[1:-1]
         try:
+            if "%" in inner:
+                # Zone IDs are not part of RFC 3261 IPv6reference.
+                raise ValueError
             ipaddress.IPv6Address(inner)
         except ValueError:
-            raise SipParseError(f"bad IPv6 address {inner!r} in {what}") from None
+            raise SipParseError(f"bad IPv6 address {inner[:60]!r} in {what}") from None
         return inner
     if not text or not all(c in _HOST_CHARS for c in text):
         raise SipParseError(f"bad host {text!r} in {what}")
@@ -216,8 +245,13 @@ def parse_hostport(text: str, what: str) -> tuple[str, int | None]:
     host = parse_host(host_text, what)
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or not port_text.isascii() or not 0 < int(port_text) < 65536:
-        raise SipParseError(f"bad port {port_text!r} in {what}")
+    if (
+        not port_text.isascii()
+        or not port_text.isdigit()
+        or len(port_text) > _MAX_DIGITS
+        or not 0 < int(port_text) < 65536
+    ):
+        raise SipParseError(f"bad port {port_text[:20]!r} in {what}")
     return host, int(port_text)
 
 
@@ -264,6 +298,10 @@ def parse_uri(text: str) -> SipUri:
     scheme, sep, rest = text.partition(":")
     if not sep or not scheme:
         raise SipParseError(f"not a URI: {text[:80]!r}")
+    if not scheme[0].isalpha() or not all(c in _SCHEME_CHARS for c in scheme):
+        # Not a scheme at all (e.g. "<sip" from a bracketed Request-URI): a
+        # syntax error, 400, not an unsupported scheme (RFC 4475 §3.1.2.7).
+        raise SipParseError(f"not a URI: {text[:80]!r}")
     if scheme.lower() not in SIP_SCHEMES:
         raise SipParseError(f"unsupported URI scheme {scheme[:20]!r}", status=416)
     user: str | None = None
@@ -278,8 +316,13 @@ def parse_uri(text: str) -> SipUri:
             raise SipParseError(f"bad user part in URI {text[:80]!r}")
         _check_escapes(user, text)
         if psep:
+            if not all(c in _PASSWORD_CHARS for c in pw):
+                raise SipParseError(f"bad password in URI {text[:80]!r}")
+            _check_escapes(pw, text)
             password = pw
     rest, qsep, headers = rest.partition("?")
+    if qsep:
+        _check_headers(headers, text)
     hostport, psep, param_text = rest.partition(";")
     host, port = parse_hostport(hostport, "URI")
     params = parse_params(param_text, "URI", allow_quoted=False) if psep else Params()
@@ -292,6 +335,15 @@ def parse_uri(text: str) -> SipUri:
         params=params,
         headers=headers if qsep else None,
     )
+
+
+def _check_headers(headers: str, whole: str) -> None:
+    """RFC 3261 §19.1.1: ``hname=hvalue`` pairs joined by ``&``."""
+    for pair in headers.split("&"):
+        name, sep, value = pair.partition("=")
+        if not name or not sep or not all(c in _HEADER_CHARS for c in name + value):
+            raise SipParseError(f"bad headers in URI {whole[:80]!r}")
+        _check_escapes(name + value, whole)
 
 
 def _check_escapes(part: str, whole: str) -> None:
@@ -341,7 +393,13 @@ def parse_name_addr(text: str) -> NameAddr:
             raise SipParseError("quoted display name without <uri>")
     elif "<" in text:
         lt = text.index("<")
-        display = " ".join(text[:lt].split()) or None
+        words = text[:lt].split()
+        # RFC 3261 §25.1: an unquoted display-name is *(token LWS); a comma
+        # or quote there means the sender forgot the quotes (RFC 4475
+        # §3.1.2.15). Non-ASCII letters are tolerated for interop.
+        if not all(all(c in TOKEN_CHARS or c > "\x7f" for c in word) for word in words):
+            raise SipParseError("unquoted display name is not a sequence of tokens")
+        display = " ".join(words) or None
         rest = text[lt:]
     else:
         uri_text, sep, param_text = text.partition(";")

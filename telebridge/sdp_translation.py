@@ -1,0 +1,223 @@
+"""WebRTC <-> plain SDP offer/answer translation (RFC 3264, RFC 8829), sans-I/O.
+
+The gateway sits between a browser leg (``UDP/TLS/RTP/SAVPF``: ICE-lite,
+DTLS-SRTP, rtcp-mux, BUNDLE) and a SIP leg (``RTP/AVP``, or ``RTP/SAVP``
+with SDES when asked). Each direction is derived from the SDP itself, never
+from flags a person must set right (rtpengine#1235, #983).
+
+Rules of operation:
+
+* m-lines keep their order and count on both legs (RFC 3264 §6); a stream
+  one side rejects (port 0) is rejected toward the other.
+* Audio offered toward the SIP leg: the browser's Opus, G.722, PCMU, PCMA
+  and telephone-event/8000, in the browser's order and with its payload
+  type numbers, so the answer maps back without a table. Video: VP8 and
+  H.264. RED, CN, RTX, FEC and the rest stay on the browser side.
+* The browser answer and the browser offer are ICE-lite (``a=ice-lite``),
+  carry our ufrag/pwd, the SHA-256 fingerprint, ``a=setup:passive`` when
+  answering and ``actpass`` when offering (RFC 5763 §5), ``a=rtcp-mux``,
+  one host candidate and ``end-of-candidates`` (no trickle from us).
+  BUNDLE: accepted when offered (all m-lines on one transport), and always
+  offered by us (SIP.js requires it, INTEROP.md).
+* The SIP leg never sees ICE, DTLS, msid, ssrc, extmap or rtcp-fb lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telebridge.media.srtp import SdesCrypto
+from telebridge.sdp import Codec, Media, SdpError, SessionDescription
+
+WEBRTC_PROTO = "UDP/TLS/RTP/SAVPF"
+AUDIO_FOR_SIP = {("opus", 48000), ("g722", 8000), ("pcmu", 8000), ("pcma", 8000), ("telephone-event", 8000)}
+VIDEO_FOR_SIP = {("vp8", 90000), ("h264", 90000)}
+CODEC_ATTRIBUTES = ("rtpmap", "fmtp", "rtcp-fb")
+
+
+@dataclass(frozen=True, slots=True)
+class WebrtcTransport:
+    """Our side of the browser leg: ICE-lite credentials, DTLS fingerprint, one candidate."""
+
+    ufrag: str
+    pwd: str
+    fingerprint: str
+    address: str
+    port: int
+
+
+def _ip_version(address: str) -> str:
+    return "IP6" if ":" in address else "IP4"
+
+
+def _session(address: str, session_id: int, version: int, webrtc: bool) -> SessionDescription:
+    lines = [
+        ("v", "0"),
+        ("o", f"- {session_id} {version} IN {_ip_version(address)} {address}"),
+        ("s", "telebridge"),
+        ("t", "0 0"),
+    ]
+    if webrtc:
+        lines.append(("a", "ice-lite"))
+    return SessionDescription(lines=lines)
+
+
+def _wanted(media: Media, codec: Codec) -> bool:
+    key = (codec.name.lower(), codec.clock_rate)
+    return key in (AUDIO_FOR_SIP if media.kind == "audio" else VIDEO_FOR_SIP)
+
+
+def _codec_lines(source: Media, payload_types: list[str]) -> list[tuple[str, str]]:
+    """rtpmap/fmtp/rtcp-fb lines of ``source`` for these payload types."""
+    wanted = set(payload_types)
+    out = []
+    for kind, value in source.lines:
+        attr, _, rest = value.partition(":")
+        if kind == "a" and attr in CODEC_ATTRIBUTES and rest.split(" ", 1)[0] in wanted:
+            out.append((kind, value))
+    return out
+
+
+def _rejected(source: Media, proto: str) -> Media:
+    return Media(source.kind, 0, proto, source.formats[:1] or ["0"])
+
+
+def _webrtc_lines(transport: WebrtcTransport, setup: str, mid: str) -> list[tuple[str, str]]:
+    ip = _ip_version(transport.address)
+    return [
+        ("c", f"IN {ip} {transport.address}"),
+        ("a", f"mid:{mid}"),
+        ("a", f"ice-ufrag:{transport.ufrag}"),
+        ("a", f"ice-pwd:{transport.pwd}"),
+        ("a", f"fingerprint:sha-256 {transport.fingerprint}"),
+        ("a", f"setup:{setup}"),
+        ("a", "rtcp-mux"),
+        ("a", f"candidate:1 1 udp 2130706431 {transport.address} {transport.port} typ host"),
+        ("a", "end-of-candidates"),
+    ]
+
+
+def plain_offer_from_webrtc(
+    offer: SessionDescription,
+    ports: list[int | None],
+    address: str,
+    session_id: int,
+    crypto: list[SdesCrypto | None] | None = None,
+) -> SessionDescription:
+    """The SIP leg's offer for a browser's offer; ``ports[i]`` is our plain port for m-line i (None rejects it)."""
+    if len(ports) != len(offer.media):
+        raise SdpError("one port per m-line is needed")
+    out = _session(address, session_id, 1, webrtc=False)
+    for i, (media, port) in enumerate(zip(offer.media, ports)):
+        keys = crypto[i] if crypto else None
+        proto = "RTP/SAVP" if keys is not None else "RTP/AVP"
+        codecs = [c for c in media.codecs() if _wanted(media, c)] if media.port and media.proto == WEBRTC_PROTO else []
+        if port is None or not codecs:
+            out.media.append(_rejected(media, proto))
+            continue
+        formats = [str(c.payload_type) for c in codecs]
+        plain = Media(media.kind, port, proto, formats)
+        plain.lines.append(("c", f"IN {_ip_version(address)} {address}"))
+        plain.lines += [line for line in _codec_lines(media, formats) if not line[1].startswith("rtcp-fb") or media.kind == "video"]
+        if media.attribute("ptime"):
+            plain.lines.append(("a", f"ptime:{media.attribute('ptime')}"))
+        plain.lines.append(("a", media.direction))
+        if keys is not None:
+            plain.lines.append(("a", f"crypto:{keys}"))
+        out.media.append(plain)
+    return out
+
+
+def webrtc_answer_from_plain(
+    offer: SessionDescription,
+    plain_answer: SessionDescription,
+    transport: WebrtcTransport,
+    session_id: int,
+) -> SessionDescription:
+    """The browser's answer, built from its offer and the SIP leg's answer."""
+    if len(plain_answer.media) != len(offer.media):
+        raise SdpError("the SIP answer has a different number of m-lines")
+    out = _session(transport.address, session_id, 1, webrtc=True)
+    accepted_mids = []
+    for index, (media, answered) in enumerate(zip(offer.media, plain_answer.media)):
+        offered_types = {str(c.payload_type) for c in media.codecs()}
+        formats = [f for f in answered.formats if f in offered_types] if answered.port else []
+        if not formats:
+            out.media.append(_rejected(media, media.proto))
+            continue
+        mid = media.mid if media.mid is not None else str(index)
+        accepted_mids.append(mid)
+        m = Media(media.kind, transport.port, media.proto, formats)
+        m.lines += _webrtc_lines(transport, "passive", mid)
+        if media.has("rtcp-rsize"):
+            m.lines.append(("a", "rtcp-rsize"))
+        m.lines += _codec_lines(media, formats)
+        m.lines.append(("a", _answer_direction(media.direction, answered.direction)))
+        out.media.append(m)
+    if offer.bundle_groups and accepted_mids:
+        out.lines.append(("a", "group:BUNDLE " + " ".join(accepted_mids)))
+    return out
+
+
+def webrtc_offer_from_plain(plain_offer: SessionDescription, transport: WebrtcTransport, session_id: int) -> SessionDescription:
+    """The browser's offer for a call the SIP side started (we are actpass, ICE-lite, BUNDLE)."""
+    out = _session(transport.address, session_id, 1, webrtc=True)
+    mids = []
+    for index, media in enumerate(plain_offer.media):
+        codecs = [c for c in media.codecs()] if media.port else []
+        if not codecs or media.kind not in ("audio", "video"):
+            out.media.append(_rejected(media, WEBRTC_PROTO))
+            continue
+        formats = [str(c.payload_type) for c in codecs]
+        mid = str(index)
+        mids.append(mid)
+        m = Media(media.kind, transport.port, WEBRTC_PROTO, formats)
+        m.lines += _webrtc_lines(transport, "actpass", mid)
+        for codec in codecs:
+            channels = f"/{codec.channels}" if codec.channels != 1 else ""
+            m.lines.append(("a", f"rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}{channels}"))
+            if codec.fmtp:
+                m.lines.append(("a", f"fmtp:{codec.payload_type} {codec.fmtp}"))
+        m.lines.append(("a", media.direction))
+        out.media.append(m)
+    if mids:
+        out.lines.append(("a", "group:BUNDLE " + " ".join(mids)))
+    return out
+
+
+def plain_answer_from_webrtc(
+    plain_offer: SessionDescription,
+    browser_answer: SessionDescription,
+    ports: list[int | None],
+    address: str,
+    session_id: int,
+    crypto: list[SdesCrypto | None] | None = None,
+) -> SessionDescription:
+    """The SIP leg's answer once the browser answered our offer."""
+    if len(browser_answer.media) != len(plain_offer.media) or len(ports) != len(plain_offer.media):
+        raise SdpError("the browser answer has a different number of m-lines")
+    out = _session(address, session_id, 1, webrtc=False)
+    for i, (offered, answered, port) in enumerate(zip(plain_offer.media, browser_answer.media, ports)):
+        keys = crypto[i] if crypto else None
+        formats = [f for f in answered.formats if f in offered.formats] if answered.port else []
+        if port is None or not formats:
+            out.media.append(_rejected(offered, offered.proto))
+            continue
+        m = Media(offered.kind, port, offered.proto, formats)
+        m.lines.append(("c", f"IN {_ip_version(address)} {address}"))
+        m.lines += [line for line in _codec_lines(offered, formats) if not line[1].startswith("rtcp-fb")]
+        m.lines.append(("a", answered.direction))
+        if keys is not None:
+            m.lines.append(("a", f"crypto:{keys}"))
+        out.media.append(m)
+    return out
+
+
+def _answer_direction(offered: str, answered: str) -> str:
+    """The browser answer's direction: what the SIP side answered, within what the browser offered (RFC 3264 §6.1)."""
+    sends, receives = "send" in answered, "recv" in answered
+    # Our answer's "send" is the SIP side sending to the browser.
+    can_send = offered in ("sendrecv", "recvonly")
+    can_receive = offered in ("sendrecv", "sendonly")
+    send, recv = sends and can_send, receives and can_receive
+    return {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly"}.get((send, recv), "inactive")
