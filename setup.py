@@ -26,6 +26,11 @@ setup(
             "pytest>=8",
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
+            # Real WebRTC peers for the media tests (aiortc plays the browser;
+            # Playwright drives Debian's chromium, never a downloaded one).
+            "aiortc>=1.9",
+            "numpy>=1.26",
+            "playwright>=1.45",
         ],
     },
     entry_points={"console_scripts": ["telebridge = telebridge.cli:main"]},

@@ -1,0 +1,284 @@
+"""The two kinds of media leg and the bridge between them, sans-I/O.
+
+A leg turns datagrams from its socket into plain RTP/RTCP for the other
+leg, and RTP/RTCP from the other leg into datagrams for its peer. Time is
+passed in; what to send comes back as (bytes, address) pairs.
+
+Rules of operation (the hot path, DESIGN.md):
+
+* WebRTC leg: demultiplex by first byte (RFC 7983). STUN goes to the
+  ICE-lite agent, DTLS to the DTLS endpoint, SRTP/SRTCP is unprotected
+  only when it comes from an address that passed an ICE check. Media goes
+  out to the selected pair only, rewritten to one SSRC and continuous
+  numbers, then protected.
+* Plain leg: RTP on its port, RTCP on port+1 (or muxed). Strict source:
+  the address from the SDP, or, when the SDP address is not where the
+  packets come from (NAT), the first source seen inside the latching
+  window; anything else is dropped and counted (RTP Bleed, CVE-2017-14099).
+* Every drop is counted in the leg's own integer fields, never logged per
+  packet.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable
+
+from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
+from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelected, SendTo
+from telebridge.media.rtp import Kind, StreamRewriter, classify
+from telebridge.media.srtp import SrtpError, SrtpSession
+
+Address = tuple[str, int]
+Datagrams = list[tuple[bytes, Address]]
+
+
+@dataclass
+class LegStats:
+    """Counters a leg keeps for /metrics and for tests."""
+
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    dropped_source: int = 0
+    dropped_srtp: int = 0
+    dropped_junk: int = 0
+    dropped_not_ready: int = 0
+
+
+@dataclass
+class OutgoingStream:
+    """How this leg numbers what it sends: one SSRC, a payload-type map."""
+
+    rewriter: StreamRewriter
+    payload_types: dict[int, int] = field(default_factory=dict)  # other leg's PT -> ours
+
+    @classmethod
+    def new(cls, clock_rate: int, payload_types: dict[int, int] | None = None) -> OutgoingStream:
+        return cls(
+            StreamRewriter(
+                ssrc=secrets.randbits(32),
+                clock_rate=clock_rate,
+                initial_seq=secrets.randbits(16),
+                initial_ts=secrets.randbits(32),
+            ),
+            payload_types or {},
+        )
+
+    def rewrite(self, packet: bytearray, now: float) -> None:
+        pt = packet[1] & 0x7F
+        self.rewriter.rewrite(packet, self.payload_types.get(pt, pt), now)
+
+
+class WebrtcLeg:
+    """The browser side: ICE-lite, DTLS-SRTP, SRTP, rtcp-mux and BUNDLE on one port."""
+
+    def __init__(
+        self,
+        ice: IceLiteAgent,
+        certificate: DtlsCertificate,
+        dtls_client: bool,
+        remote_fingerprint: str | None,
+        outgoing: OutgoingStream,
+        media_timeout: float = 30.0,
+    ) -> None:
+        self.ice = ice
+        self.dtls = DtlsEndpoint(certificate, is_client=dtls_client, remote_fingerprint=remote_fingerprint)
+        self.outgoing = outgoing
+        self.media_timeout = media_timeout
+        self.stats = LegStats()
+        self.ended: str | None = None
+        self.last_media: float | None = None
+        self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
+        self.on_rtcp: Callable[[bytes, float], None] = lambda packet, now: None
+
+    @property
+    def srtp(self) -> SrtpSession | None:
+        return self.dtls.srtp if self.dtls.state is DtlsState.CONNECTED else None
+
+    def start(self, now: float) -> Datagrams:
+        """An active (client) DTLS role sends first, once ICE has a pair."""
+        self.last_media = now
+        return []
+
+    def datagram_received(self, data: bytes, source: Address, now: float) -> Datagrams:
+        """One datagram from the socket."""
+        kind = classify(data)
+        if kind is Kind.STUN:
+            out: Datagrams = []
+            for event in self.ice.receive(data, source, now):
+                if isinstance(event, SendTo):
+                    out.append((event.data, event.address))
+                elif isinstance(event, PairSelected) and self.dtls.is_client and self.dtls.state is DtlsState.HANDSHAKING:
+                    out += [(d, event.address) for d in self.dtls.start(now)]
+            return out
+        if not self.ice.accepts_media_from(source):
+            self.stats.dropped_source += 1
+            return []
+        if kind is Kind.DTLS:
+            out = [(d, source) for d in self.dtls.receive(data, now)]
+            if self.dtls.state is DtlsState.FAILED:
+                self.ended = f"DTLS: {self.dtls.error}"
+            return out
+        srtp = self.srtp
+        if kind in (Kind.RTP, Kind.RTCP) and srtp is None:
+            self.stats.dropped_not_ready += 1
+            return []
+        if kind is Kind.RTP:
+            try:
+                packet = bytearray(srtp.unprotect(data))  # type: ignore[union-attr]
+            except SrtpError:
+                self.stats.dropped_srtp += 1
+                return []
+            self._count(data, now)
+            self.on_rtp(packet, now)
+        elif kind is Kind.RTCP:
+            try:
+                report = srtp.unprotect_rtcp(data)  # type: ignore[union-attr]
+            except SrtpError:
+                self.stats.dropped_srtp += 1
+                return []
+            self._count(data, now)
+            self.on_rtcp(report, now)
+        else:
+            self.stats.dropped_junk += 1
+        return []
+
+    def _count(self, data: bytes, now: float) -> None:
+        self.stats.packets_in += 1
+        self.stats.bytes_in += len(data)
+        self.last_media = now
+
+    def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
+        """RTP from the other leg, toward the browser's selected pair."""
+        srtp, target = self.srtp, self.ice.selected
+        if srtp is None or target is None:
+            return []
+        self.outgoing.rewrite(packet, now)
+        try:
+            protected = srtp.protect(bytes(packet))
+        except SrtpError:
+            return []
+        self.stats.packets_out += 1
+        return [(protected, target)]
+
+    def get_timer(self) -> float | None:
+        """The earliest of consent, DTLS retransmission and media timeout."""
+        times = [t for t in (self.ice.get_timer(), self.dtls.get_timer()) if t is not None]
+        if self.last_media is not None:
+            times.append(self.last_media + self.media_timeout)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> Datagrams:
+        """Run what is due; sets :attr:`ended` when the leg must end."""
+        out: Datagrams = []
+        target = self.ice.selected
+        if target is not None:
+            out += [(d, target) for d in self.dtls.handle_timer(now)]
+        for event in self.ice.handle_timer(now):
+            if isinstance(event, ConsentLost):
+                self.ended = "ICE consent lost"
+        if self.dtls.state is DtlsState.FAILED:
+            self.ended = f"DTLS: {self.dtls.error}"
+        if self.last_media is not None and now >= self.last_media + self.media_timeout:
+            self.ended = "media timeout"
+        return out
+
+    @property
+    def connected(self) -> bool:
+        """ICE selected a pair and SRTP keys exist."""
+        return self.ice.state is IceState.CONNECTED and self.srtp is not None
+
+
+class PlainLeg:
+    """The SIP side: RTP/AVP (or SDES RTP/SAVP) to one remote address."""
+
+    def __init__(
+        self,
+        remote: Address | None,
+        outgoing: OutgoingStream,
+        srtp: SrtpSession | None = None,
+        latch_window: float = 2.0,
+        media_timeout: float = 30.0,
+    ) -> None:
+        self.remote = remote
+        self.outgoing = outgoing
+        self.srtp = srtp
+        self.latch_window = latch_window
+        self.media_timeout = media_timeout
+        self.stats = LegStats()
+        self.ended: str | None = None
+        self.started: float | None = None
+        self.last_media: float | None = None
+        self.latched = False
+        self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
+        self.on_rtcp: Callable[[bytes, float], None] = lambda packet, now: None
+
+    def start(self, now: float) -> Datagrams:
+        self.started = self.last_media = now
+        return []
+
+    def _source_ok(self, source: Address, now: float) -> bool:
+        host = source[0]
+        if self.remote is not None and (host, source[1]) == self.remote:
+            self.latched = True
+            return True
+        if self.latched:
+            return False
+        # Latching (symmetric RTP behind NAT): the first source inside the window wins.
+        if self.started is not None and now - self.started <= self.latch_window:
+            self.remote = source
+            self.latched = True
+            return True
+        return False
+
+    def datagram_received(self, data: bytes, source: Address, now: float, rtcp_port: bool = False) -> Datagrams:
+        """One datagram from the RTP (or RTCP) socket."""
+        rtp_source = (source[0], source[1] - 1) if rtcp_port else source
+        if not self._source_ok(rtp_source, now):
+            self.stats.dropped_source += 1
+            return []
+        kind = classify(data)
+        if kind is Kind.RTP and not rtcp_port:
+            try:
+                plain = self.srtp.unprotect(data) if self.srtp else data
+            except SrtpError:
+                self.stats.dropped_srtp += 1
+                return []
+            self.stats.packets_in += 1
+            self.stats.bytes_in += len(data)
+            self.last_media = now
+            self.on_rtp(bytearray(plain), now)
+        elif kind is Kind.RTCP:
+            try:
+                report = self.srtp.unprotect_rtcp(data) if self.srtp else data
+            except SrtpError:
+                self.stats.dropped_srtp += 1
+                return []
+            self.on_rtcp(report, now)
+        else:
+            self.stats.dropped_junk += 1
+        return []
+
+    def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
+        """RTP from the browser leg toward the SIP peer."""
+        if self.remote is None:
+            return []
+        self.outgoing.rewrite(packet, now)
+        data = bytes(packet)
+        if self.srtp is not None:
+            try:
+                data = self.srtp.protect(data)
+            except SrtpError:
+                return []
+        self.stats.packets_out += 1
+        return [(data, self.remote)]
+
+    def get_timer(self) -> float | None:
+        return None if self.last_media is None else self.last_media + self.media_timeout
+
+    def handle_timer(self, now: float) -> Datagrams:
+        if self.last_media is not None and now >= self.last_media + self.media_timeout:
+            self.ended = "media timeout"
+        return []

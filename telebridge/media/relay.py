@@ -1,0 +1,178 @@
+"""The media relay's Twisted side: ports, sockets, timers (a thin adapter).
+
+Each leg owns one UDP socket (two for a plain leg without rtcp-mux: RTP on
+an even port, RTCP on the next), taken from a :class:`PortPool` and given
+back when the bridge closes, whatever ended it. Datagrams go straight to
+the sans-I/O leg with the reactor's time, and what the leg returns is
+written out: no Deferreds, no logging, no objects per packet beyond the
+buffer. Each leg has one ``callLater`` for its earliest deadline.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+from twisted.internet import protocol
+from twisted.internet.base import DelayedCall
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
+
+from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
+
+Leg = Union[WebrtcLeg, PlainLeg]
+
+
+class NoPortsLeft(Exception):
+    """The configured media port range is exhausted."""
+
+
+class PortPool:
+    """Even/odd port pairs from a range; every pair handed out comes back."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self._free = list(range(first + first % 2, last - 1, 2))
+        self._used: set[int] = set()
+
+    def allocate(self) -> int:
+        """An even port whose odd neighbour is also ours."""
+        if not self._free:
+            raise NoPortsLeft("no media ports left")
+        port = self._free.pop(0)
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        """Give a pair back (a port not handed out is ignored)."""
+        if port in self._used:
+            self._used.discard(port)
+            self._free.append(port)
+
+    @property
+    def in_use(self) -> int:
+        """Pairs currently handed out."""
+        return len(self._used)
+
+
+class LegSocket(protocol.DatagramProtocol):
+    """One UDP socket feeding one leg."""
+
+    def __init__(self, leg: Leg, reactor: IReactorTime, rtcp: bool = False) -> None:
+        self.leg = leg
+        self.reactor = reactor
+        self.rtcp = rtcp
+        # Called after STUN/DTLS (not media): their deadlines may have moved.
+        self.after_control: Callable[[], None] = lambda: None
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = self.reactor.seconds()
+        if isinstance(self.leg, PlainLeg):
+            self.write(self.leg.datagram_received(data, addr, now, rtcp_port=self.rtcp))
+        else:
+            self.write(self.leg.datagram_received(data, addr, now))
+            if data and data[0] < 128:
+                self.after_control()
+
+    def write(self, datagrams: Datagrams) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data, address in datagrams:
+            try:
+                transport.write(data, address)  # type: ignore[attr-defined]
+            except OSError:
+                pass  # ICMP-driven send errors on UDP are the peer's problem, not ours
+
+
+class MediaBridge:
+    """Two legs, their sockets and timers; RTP flows from each to the other."""
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        pool: PortPool,
+        webrtc: WebrtcLeg,
+        plain: PlainLeg,
+        interface: str = "127.0.0.1",
+        on_end: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self.reactor = reactor
+        self.pool = pool
+        self.webrtc, self.plain = webrtc, plain
+        self.on_end = on_end
+        self.closed = False
+        self._ports: list[int] = []
+        self._listening: list[object] = []
+        self._timers: dict[int, DelayedCall] = {}
+        try:
+            self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
+            self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
+        except Exception:
+            self.close("could not bind media ports")
+            raise
+        self._webrtc_socket = self._sockets[0]
+        self._plain_socket = self._sockets[1]
+        webrtc.on_rtp = self._to_plain
+        plain.on_rtp = self._to_webrtc
+        self._webrtc_socket.after_control = lambda: self._after_control(webrtc, self._webrtc_socket)
+        now = reactor.seconds()  # type: ignore[attr-defined]
+        self._webrtc_socket.write(webrtc.start(now))
+        self._plain_socket.write(plain.start(now))
+        self._rearm(webrtc, self._webrtc_socket)
+        self._rearm(plain, self._plain_socket)
+
+    @property
+    def _sockets(self) -> list[LegSocket]:
+        return [p.protocol for p in self._listening]  # type: ignore[attr-defined]
+
+    def _bind(self, interface: str, sockets: list[LegSocket]) -> int:
+        port = self.pool.allocate()
+        self._ports.append(port)
+        for offset, sock in enumerate(sockets):
+            self._listening.append(self.reactor.listenUDP(port + offset, sock, interface=interface))
+        return port
+
+    def _to_plain(self, packet: bytearray, now: float) -> None:
+        self._plain_socket.write(self.plain.send_rtp(packet, now))
+
+    def _to_webrtc(self, packet: bytearray, now: float) -> None:
+        self._webrtc_socket.write(self.webrtc.send_rtp(packet, now))
+
+    def _rearm(self, leg: Leg, sock: LegSocket) -> None:
+        old = self._timers.pop(id(leg), None)
+        if old is not None and old.active():
+            old.cancel()
+        deadline = leg.get_timer()
+        if deadline is None or self.closed:
+            return
+        delay = max(0.0, deadline - self.reactor.seconds())  # type: ignore[attr-defined]
+        self._timers[id(leg)] = self.reactor.callLater(delay, self._fire, leg, sock)  # type: ignore[attr-defined]
+
+    def _after_control(self, leg: Leg, sock: LegSocket) -> None:
+        if leg.ended is not None:
+            self.close(leg.ended)
+        else:
+            self._rearm(leg, sock)
+
+    def _fire(self, leg: Leg, sock: LegSocket) -> None:
+        self._timers.pop(id(leg), None)
+        sock.write(leg.handle_timer(self.reactor.seconds()))  # type: ignore[attr-defined]
+        if leg.ended is not None:
+            self.close(leg.ended)
+        else:
+            self._rearm(leg, sock)
+
+    def close(self, reason: str) -> None:
+        """Stop both legs, give the ports back; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        for port in self._listening:
+            port.stopListening()  # type: ignore[attr-defined]
+        self._listening.clear()
+        for port in self._ports:
+            self.pool.release(port)
+        self._ports.clear()
+        self.on_end(reason)
