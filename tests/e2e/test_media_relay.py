@@ -1,4 +1,4 @@
-"""The relay against aiortc, an independent WebRTC stack, as the browser.
+"""The relay against real WebRTC peers: aiortc (an independent stack) and headless Chromium.
 
 aiortc offers Opus; the relay answers as ICE-lite with passive DTLS; the SIP
 side is a plain RTP endpoint on loopback that echoes what it gets. Both
@@ -24,6 +24,7 @@ from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg
 from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.sdp import fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import WebrtcTransport, webrtc_answer_from_plain
+from tests.e2e.harness import require_program
 
 pytestmark = pytest.mark.e2e
 PEER = Path(__file__).with_name("aiortc_peer.py")
@@ -73,9 +74,9 @@ class EchoPbx(protocol.DatagramProtocol):
         self.transport.write(data, addr)  # type: ignore[union-attr]
 
 
-def _start_peer() -> LinePeer:
+def _start_peer(script: Path = PEER) -> LinePeer:
     peer = LinePeer()
-    reactor.spawnProcess(peer, sys.executable, [sys.executable, str(PEER)], env=None)  # type: ignore[attr-defined]
+    reactor.spawnProcess(peer, sys.executable, [sys.executable, str(script)], env=None)  # type: ignore[attr-defined]
     return peer
 
 
@@ -152,6 +153,32 @@ def test_peer_whose_certificate_does_not_match_its_fingerprint_fails(loopback_on
         yield peer.receive(timeout=30)
         assert pbx.packets == []
         assert ended and "fingerprint" in ended[0]
+        assert pool.in_use == 0
+    finally:
+        yield peer.ended
+        yield pbx_socket.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_chromium_completes_ice_dtls_srtp_and_plays_audio_from_the_plain_side(loopback_only: None) -> Generator[Any, Any, None]:
+    """Issue 3: Debian's headless Chromium with its fake microphone; the echo from the
+    plain RTP side reaches it: getStats shows inbound audio with audioLevel > 0."""
+    require_program("chromium")
+    pbx = EchoPbx()
+    pbx_socket = reactor.listenUDP(0, pbx, interface="127.0.0.1")  # type: ignore[attr-defined]
+    pool, ended = PortPool(42400, 42500), []
+    peer = _start_peer(PEER.with_name("chromium_peer.py"))
+    try:
+        offer = yield peer.receive(timeout=60)
+        bridge, answer, _ = _bridge_for(offer["offer"], pbx_socket.getHost().port, pool, ended)
+        peer.send({"answer": answer, "seconds": 4})
+        result = yield peer.receive(timeout=60)
+        assert result["connection"] == "connected", result
+        inbound = result["inbound"]
+        assert inbound is not None and inbound["packetsReceived"] > 100, result
+        assert inbound["audioLevel"] > 0, result
+        assert len(pbx.packets) > 100
+        bridge.close("test over")
         assert pool.in_use == 0
     finally:
         yield peer.ended
