@@ -2,41 +2,65 @@
 
 Rules of operation:
 
-* Sans-I/O: every input method takes ``now`` and returns a list of output
-  events; :meth:`get_timer` gives the next deadline (absolute time) and
-  :meth:`handle_timer` runs what is due. Nothing here reads a clock.
-* Timers use T1, T2, T4 given to the constructor (RFC defaults 0.5, 4, 5 s).
-  On a reliable transport the retransmission timers (A, E, G) are not
-  used and the wait-for-retransmissions timers (D, I, J, K) are zero (§17).
-* INVITE client (§17.1.1): A retransmits (doubling), B gives up after
-  64*T1 in Calling; a non-2xx final response is ACKed here (§17.1.1.3) and
-  D absorbs its retransmissions; a 2xx moves to Accepted (RFC 6026 §7.2)
-  for 64*T1 (timer M) so that 2xx retransmissions still reach the TU.
-* Non-INVITE client (§17.1.2): E retransmits (doubling to T2), F gives up
-  after 64*T1, K absorbs response retransmissions.
-* INVITE server (§17.2.1): sends 100 Trying itself if the TU is silent for
-  200 ms; a non-2xx final is retransmitted on G until the ACK, H gives up;
-  I absorbs ACK retransmissions. A 2xx moves to Accepted (RFC 6026 §7.1)
-  for 64*T1 (timer L): INVITE retransmissions are absorbed and ACKs go to
-  the TU. (Retransmitting the 2xx itself is the TU's job, §13.3.1.4.)
-* Non-INVITE server (§17.2.2): a retransmitted request gets the last
-  response again; J keeps the final response for 64*T1 on UDP.
+* Sans-I/O. Every input is a method taking ``now`` (when it applies) and
+  returning a list of output events: :class:`SendMessage` for the transport,
+  the others for the transaction user (TU). :meth:`Transaction.get_timer`
+  gives the next deadline as an absolute time and
+  :meth:`Transaction.handle_timer` runs whatever is due. Nothing here reads
+  a clock, opens a socket or draws a random number.
+* T1, T2 and T4 (RFC 3261 Table 4) and the other fixed waits are
+  constructor parameters with the RFC's defaults. On a reliable transport
+  the retransmission timers A, E and G are never armed, and the
+  wait-for-retransmissions timers D, I, J and K are zero: the machine goes
+  straight to Terminated instead of arming them (§17.1.1.2, §17.1.2.2,
+  §17.2.1, §17.2.2).
+* INVITE client (§17.1.1, Figure 5; RFC 6026 §7.2): Calling retransmits on
+  A (T1, 2*T1, 4*T1, ... with no T2 cap) and gives up on B (64*T1). Any
+  provisional response moves to Proceeding and stops both: from there on
+  only the TU ends an unanswered INVITE (by CANCEL). A 300-699 response is
+  ACKed here (§17.1.1.3) and Completed re-sends that ACK for every
+  retransmitted final response until D (32 s). A 2xx moves to Accepted
+  for M (64*T1): further 2xx responses still reach the TU, which ACKs them
+  itself (§13.2.2.4).
+* Non-INVITE client (§17.1.2, Figure 6): E retransmits (doubling up to T2,
+  every T2 once a provisional response has arrived), F gives up after
+  64*T1, and Completed absorbs response retransmissions until K (T4).
+* INVITE server (§17.2.1, Figure 7; RFC 6026 §7.1): sends 100 Trying
+  itself when the TU has been silent for 200 ms. A retransmitted INVITE
+  gets the last response again. A 300-699 final is retransmitted on G
+  (doubling up to T2) until the ACK arrives (Confirmed, then I = T4) or H
+  (64*T1) gives up. A 2xx moves to Accepted for L (64*T1): INVITE
+  retransmissions are absorbed, the TU's own 2xx retransmissions pass
+  through (§13.3.1.4 makes them its job) and ACKs go to the TU.
+* Non-INVITE server (§17.2.2, Figure 8): a retransmitted request gets the
+  last response again (nothing while Trying); J (64*T1) keeps the final
+  response around for them.
+* Timer B, F or H firing yields :class:`TransactionTimedOut` (for a client,
+  the TU acts as if it received 408, §8.1.3.1). A transport error reported
+  with :meth:`Transaction.transport_error` yields :class:`TransportFailed`
+  (§17.1.4, §17.2.4). Both terminate the transaction.
+* Local misuse (a response from the TU in a state that cannot send one)
+  raises :class:`TransactionUsageError`; nothing a peer sends raises.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
 from dataclasses import dataclass
-from typing import Hashable, Union
+from typing import ClassVar, Hashable, Union
 
 from telebridge.sip.message import Headers, Request, Response, make_response
 
-T1, T2, T4 = 0.5, 4.0, 5.0
-TRYING_DELAY = 0.2  # §17.2.1: send 100 if the TU has not answered in 200 ms
+T1 = 0.5  # RTT estimate (RFC 3261 Table 4)
+T2 = 4.0  # longest retransmit interval for non-INVITE requests and INVITE responses
+T4 = 5.0  # longest time a message stays in the network
+TIMER_D = 32.0  # §17.1.1.2: "at least 32 seconds" on unreliable transports
+TRYING_DELAY = 0.2  # §17.2.1: 100 Trying if the TU has not answered in 200 ms
 
 
 class State(enum.Enum):
-    """Transaction states (RFC 3261 §17 figures 5-8, RFC 6026 Accepted)."""
+    """Transaction states (RFC 3261 Figures 5-8, RFC 6026 Accepted)."""
 
     CALLING = "Calling"
     TRYING = "Trying"
@@ -47,9 +71,35 @@ class State(enum.Enum):
     TERMINATED = "Terminated"
 
 
+class Timer(enum.Enum):
+    """The timers of RFC 3261 Table 4 and RFC 6026, and the 100 Trying delay."""
+
+    A = "A"
+    B = "B"
+    D = "D"
+    E = "E"
+    F = "F"
+    G = "G"
+    H = "H"
+    I = "I"
+    J = "J"
+    K = "K"
+    L = "L"
+    M = "M"
+    TRYING = "100 Trying"
+
+
+class TransactionUsageError(Exception):
+    """The TU asked for something the transaction cannot do in its state."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """Write ``message`` to ``destination`` (a flow or address the caller gave)."""
+    """Write ``message`` to ``destination``.
+
+    For a client transaction that is the destination given when it was
+    created; for a server transaction, the source its request came from.
+    """
 
     message: Request | Response
     destination: Hashable
@@ -64,21 +114,36 @@ class ResponseReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class TransactionTimedOut:
-    """Timer B, F or H fired: for a client, as good as a 408 (§8.1.3.1)."""
+class AckReceived:
+    """An ACK for a 2xx: it belongs to the TU, not to a transaction (§13.3.1.4).
 
-    transaction: ClientTransaction | ServerTransaction
-
-
-Event = Union[SendMessage, ResponseReceived, TransactionTimedOut]
-
-
-def same_branch_request(request: Request, method: str, to: str) -> Request:
-    """A request on ``request``'s branch: its ACK (§17.1.1.3) or CANCEL (§9.1).
-
-    Both copy the top Via, Route, From, Call-ID and the CSeq number; only
-    the method and (for an ACK) the To header differ.
+    ``transaction`` is the INVITE server transaction in Accepted state when
+    the ACK reused its branch (RFC 6026 §7.1), else ``None``.
     """
+
+    request: Request
+    source: Hashable
+    transaction: InviteServerTransaction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimedOut:
+    """Timer B, F or H fired. For a client TU this stands for a 408 (§8.1.3.1)."""
+
+    transaction: Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport could not deliver for this transaction (§17.1.4, §17.2.4)."""
+
+    transaction: Transaction
+
+
+Event = Union[SendMessage, ResponseReceived, AckReceived, TransactionTimedOut, TransportFailed]
+
+
+def _same_branch_request(request: Request, method: str, to: str) -> Request:
     headers = Headers()
     headers.add("Via", request.headers.get_all("Via")[0])
     for route in request.headers.get_all("Route"):
@@ -91,202 +156,355 @@ def same_branch_request(request: Request, method: str, to: str) -> Request:
     return Request(headers=headers, method=method, uri=request.uri)
 
 
-class _Transaction:
-    """What both kinds share: the request, and timer bookkeeping."""
+def build_ack(invite: Request, response: Response) -> Request:
+    """The ACK for a 300-699 response to ``invite`` (RFC 3261 §17.1.1.3).
 
-    def __init__(self, request: Request, reliable: bool, t1: float, t2: float, t4: float) -> None:
+    Same Request-URI, Call-ID, From and CSeq number as the INVITE, the To
+    of the response (with its tag), one Via equal to the INVITE's top Via
+    (so the same branch), and the INVITE's Route headers.
+    """
+    return _same_branch_request(invite, "ACK", response.headers.get("To") or "")
+
+
+def build_cancel(request: Request) -> Request:
+    """The CANCEL for ``request`` (RFC 3261 §9.1).
+
+    Same Request-URI, Call-ID, From, To (tags included) and CSeq number,
+    one Via equal to the request's top Via, and the request's Route headers.
+    """
+    return _same_branch_request(request, "CANCEL", request.headers.get("To") or "")
+
+
+class Transaction(abc.ABC):
+    """What the four machines share: the request, the peer and the timers."""
+
+    #: The state each machine starts in (RFC 3261 Figures 5-8).
+    initial_state: ClassVar[State]
+
+    def __init__(self, request: Request, peer: Hashable, *, reliable: bool, t1: float, t2: float, t4: float) -> None:
+        self.state = self.initial_state
         self.request = request
-        self.invite = request.method == "INVITE"
+        #: Where this transaction's messages go (client: destination; server: source).
+        self.peer = peer
         self.reliable = reliable
         self.t1, self.t2, self.t4 = t1, t2, t4
-        self.timers: dict[str, float] = {}
-        self.state = State.TRYING
-        self.last_response: Response | None = None
+        self._timers: dict[Timer, float] = {}
         self._interval = t1
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.request.branch} {self.state.value}>"
 
     @property
     def terminated(self) -> bool:
-        """True once the transaction can be forgotten."""
+        """True once the transaction is over and can be forgotten."""
         return self.state is State.TERMINATED
 
-    def get_timer(self) -> float | None:
-        """The earliest pending deadline, or ``None``."""
-        return min(self.timers.values()) if self.timers else None
+    @property
+    def timers(self) -> dict[Timer, float]:
+        """The armed timers and their deadlines (a copy, for logs and tests)."""
+        return dict(self._timers)
 
-    def _due(self, now: float) -> list[str]:
-        due = sorted((t, name) for name, t in self.timers.items() if t <= now)
-        return [name for _, name in due]
+    def get_timer(self) -> float | None:
+        """The earliest deadline (absolute time), or ``None`` when nothing is armed."""
+        return min(self._timers.values(), default=None)
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Run every timer due at ``now``, earliest first."""
+        events: list[Event] = []
+        while due := [(deadline, timer) for timer, deadline in self._timers.items() if deadline <= now]:
+            _, timer = min(due, key=lambda item: item[0])
+            del self._timers[timer]
+            events += self._fire(timer, now)
+        return events
+
+    def transport_error(self) -> list[Event]:
+        """The transport failed to send for this transaction (§17.1.4, §17.2.4)."""
+        if self.terminated:
+            return []
+        self._terminate()
+        return [TransportFailed(self)]
+
+    @abc.abstractmethod
+    def _fire(self, timer: Timer, now: float) -> list[Event]:
+        """React to ``timer`` (already disarmed)."""
 
     def _terminate(self) -> None:
         self.state = State.TERMINATED
-        self.timers.clear()
+        self._timers.clear()
 
-    def _wait(self, name: str, unreliable_delay: float, now: float) -> None:
-        """Arm a wait-for-retransmissions timer (zero on reliable transports)."""
-        self.timers[name] = now + (0.0 if self.reliable else unreliable_delay)
+    def _linger(self, timer: Timer, delay: float, now: float) -> None:
+        """Wait ``delay`` for retransmissions, or end now on a reliable transport (§17)."""
+        if self.reliable or delay <= 0:
+            self._terminate()
+        else:
+            self._timers[timer] = now + delay
+
+    def _next_interval(self) -> float:
+        """Double the retransmit interval, capped at T2 (timers E and G)."""
+        self._interval = min(2 * self._interval, self.t2)
+        return self._interval
 
 
-class ClientTransaction(_Transaction):
-    """INVITE or non-INVITE client transaction (§17.1)."""
+class ClientTransaction(Transaction):
+    """A client transaction (§17.1): call :meth:`start`, then feed responses."""
 
     def __init__(
         self,
         request: Request,
         destination: Hashable,
-        reliable: bool,
-        now: float,
+        *,
+        reliable: bool = False,
         t1: float = T1,
         t2: float = T2,
         t4: float = T4,
     ) -> None:
-        super().__init__(request, reliable, t1, t2, t4)
-        self.destination = destination
-        self.state = State.CALLING if self.invite else State.TRYING
-        self.cancel_pending = False
-        if not reliable:
-            self.timers["A" if self.invite else "E"] = now + t1
-        self.timers["B" if self.invite else "F"] = now + 64 * t1
+        super().__init__(request, destination, reliable=reliable, t1=t1, t2=t2, t4=t4)
 
-    def start(self) -> list[Event]:
-        """The first transmission."""
-        return [SendMessage(self.request, self.destination)]
+    def start(self, now: float) -> list[Event]:
+        """Send the request for the first time and arm the timers."""
+        self._arm_start_timers(now)
+        return [SendMessage(self.request, self.peer)]
 
+    @abc.abstractmethod
     def receive_response(self, response: Response, now: float) -> list[Event]:
         """Feed a response matched to this transaction (§17.1.3)."""
+
+    @abc.abstractmethod
+    def _arm_start_timers(self, now: float) -> None:
+        """Arm the retransmit and timeout timers of the first state."""
+
+
+class InviteClientTransaction(ClientTransaction):
+    """RFC 3261 §17.1.1 (Figure 5) with RFC 6026's Accepted state."""
+
+    initial_state = State.CALLING
+
+    def __init__(
+        self,
+        request: Request,
+        destination: Hashable,
+        *,
+        reliable: bool = False,
+        t1: float = T1,
+        t2: float = T2,
+        t4: float = T4,
+        timer_d: float = TIMER_D,
+    ) -> None:
+        super().__init__(request, destination, reliable=reliable, t1=t1, t2=t2, t4=t4)
+        self.timer_d = timer_d
+        self._ack: Request | None = None
+
+    def _arm_start_timers(self, now: float) -> None:
+        if not self.reliable:
+            self._timers[Timer.A] = now + self.t1
+        self._timers[Timer.B] = now + 64 * self.t1
+
+    def receive_response(self, response: Response, now: float) -> list[Event]:
+        """Feed a response; a 300-699 final is ACKed here (§17.1.1.3)."""
         status = response.status
-        events: list[Event] = []
-        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
-            self.last_response = response
+        if self.state in (State.CALLING, State.PROCEEDING):
+            self._timers.clear()
             if status < 200:
                 self.state = State.PROCEEDING
-                if self.invite:
-                    self.timers.pop("A", None)
-                    self.timers.pop("B", None)
-                events.append(ResponseReceived(self, response))
-            elif self.invite and status < 300:
+                return [ResponseReceived(self, response)]
+            if status < 300:
                 self.state = State.ACCEPTED
-                self.timers.clear()
-                self.timers["M"] = now + 64 * self.t1
-                events.append(ResponseReceived(self, response))
-            else:
-                self.state = State.COMPLETED
-                self.timers.clear()
-                if self.invite:
-                    events.append(SendMessage(self.ack_for(response), self.destination))
-                    self._wait("D", 32.0, now)
-                else:
-                    self._wait("K", self.t4, now)
-                events.append(ResponseReceived(self, response))
-        elif self.state is State.ACCEPTED and 200 <= status < 300:
-            events.append(ResponseReceived(self, response))
-        elif self.state is State.COMPLETED and self.invite and status >= 300:
-            events.append(SendMessage(self.ack_for(response), self.destination))
-        return events
+                self._timers[Timer.M] = now + 64 * self.t1
+                return [ResponseReceived(self, response)]
+            self.state = State.COMPLETED
+            self._ack = build_ack(self.request, response)
+            events: list[Event] = [SendMessage(self._ack, self.peer), ResponseReceived(self, response)]
+            self._linger(Timer.D, self.timer_d, now)
+            return events
+        if self.state is State.COMPLETED and status >= 300 and self._ack is not None:
+            return [SendMessage(self._ack, self.peer)]
+        if self.state is State.ACCEPTED and 200 <= status < 300:
+            return [ResponseReceived(self, response)]
+        return []
 
-    def ack_for(self, response: Response) -> Request:
-        """The ACK for a non-2xx final response (§17.1.1.3): same branch, To from the response."""
-        return same_branch_request(self.request, "ACK", response.headers.get("To") or "")
-
-    def handle_timer(self, now: float) -> list[Event]:
-        """Run every timer that is due."""
-        events: list[Event] = []
-        for name in self._due(now):
-            if name not in self.timers:
-                continue
-            del self.timers[name]
-            if name in ("A", "E"):
-                # §17.1.1.2: A doubles; §17.1.2.2: E doubles up to T2, and is
-                # T2 once a provisional response has arrived.
-                if name == "A":
-                    self._interval *= 2
-                elif self.state is State.PROCEEDING:
-                    self._interval = self.t2
-                else:
-                    self._interval = min(2 * self._interval, self.t2)
-                self.timers[name] = now + self._interval
-                events.append(SendMessage(self.request, self.destination))
-            elif name in ("B", "F"):
-                self._terminate()
-                events.append(TransactionTimedOut(self))
-            else:  # D, K, M
-                self._terminate()
-        return events
+    def _fire(self, timer: Timer, now: float) -> list[Event]:
+        if timer is Timer.A:
+            # §17.1.1.2: A doubles each time, with no T2 cap for INVITE.
+            self._interval *= 2
+            self._timers[Timer.A] = now + self._interval
+            return [SendMessage(self.request, self.peer)]
+        self._terminate()
+        if timer is Timer.B:
+            return [TransactionTimedOut(self)]
+        return []  # D or M
 
 
-class ServerTransaction(_Transaction):
-    """INVITE or non-INVITE server transaction (§17.2)."""
+class NonInviteClientTransaction(ClientTransaction):
+    """RFC 3261 §17.1.2 (Figure 6)."""
+
+    initial_state = State.TRYING
+
+    def _arm_start_timers(self, now: float) -> None:
+        if not self.reliable:
+            self._timers[Timer.E] = now + self.t1
+        self._timers[Timer.F] = now + 64 * self.t1
+
+    def receive_response(self, response: Response, now: float) -> list[Event]:
+        """Feed a response; retransmissions are absorbed once Completed."""
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return []
+        if response.status < 200:
+            self.state = State.PROCEEDING
+        else:
+            self.state = State.COMPLETED
+            self._timers.clear()
+            self._linger(Timer.K, self.t4, now)
+        return [ResponseReceived(self, response)]
+
+    def _fire(self, timer: Timer, now: float) -> list[Event]:
+        if timer is Timer.E:
+            # §17.1.2.2: doubling up to T2 while Trying, every T2 in Proceeding.
+            interval = self.t2 if self.state is State.PROCEEDING else self._next_interval()
+            self._timers[Timer.E] = now + interval
+            return [SendMessage(self.request, self.peer)]
+        self._terminate()
+        if timer is Timer.F:
+            return [TransactionTimedOut(self)]
+        return []  # K
+
+
+class ServerTransaction(Transaction):
+    """A server transaction (§17.2), created when its request arrives at ``now``."""
 
     def __init__(
         self,
         request: Request,
         source: Hashable,
-        reliable: bool,
         now: float,
+        *,
+        reliable: bool = False,
         t1: float = T1,
         t2: float = T2,
         t4: float = T4,
     ) -> None:
-        super().__init__(request, reliable, t1, t2, t4)
-        self.source = source
-        self.state = State.PROCEEDING if self.invite else State.TRYING
-        if self.invite:
-            self.timers["Trying"] = now + TRYING_DELAY
+        super().__init__(request, source, reliable=reliable, t1=t1, t2=t2, t4=t4)
+        #: The last response sent, re-sent for request retransmissions.
+        self.last_response: Response | None = None
 
     def receive_request(self, now: float) -> list[Event]:
-        """A retransmission of the request: resend the last response (§17.2.1, §17.2.2)."""
-        if self.last_response is not None and self.state in (State.PROCEEDING, State.COMPLETED):
-            return [SendMessage(self.last_response, self.source)]
+        """A retransmission of the request: answer it with the last response again.
+
+        §17.2.1 (Proceeding, Completed) and §17.2.2 (Proceeding, Completed);
+        absorbed in every other state.
+        """
+        if self.state in (State.PROCEEDING, State.COMPLETED):
+            return self._resend_last()
         return []
 
-    def receive_ack(self, now: float) -> list[Event]:
-        """An ACK for our non-2xx final response: stop retransmitting (§17.2.1)."""
-        if self.state is State.COMPLETED:
-            self.state = State.CONFIRMED
-            self.timers.clear()
-            self._wait("I", self.t4, now)
-        return []
+    @abc.abstractmethod
+    def send_response(self, response: Response, now: float) -> list[Event]:
+        """The TU answers the request."""
+
+    def _resend_last(self) -> list[Event]:
+        return [] if self.last_response is None else [SendMessage(self.last_response, self.peer)]
+
+    def _refuse(self, response: Response) -> TransactionUsageError:
+        return TransactionUsageError(
+            f"cannot send {response.status} on {self.request.method} transaction in state {self.state.value}"
+        )
+
+
+class InviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.1 (Figure 7) with RFC 6026's Accepted state."""
+
+    initial_state = State.PROCEEDING
+
+    def __init__(
+        self,
+        request: Request,
+        source: Hashable,
+        now: float,
+        *,
+        reliable: bool = False,
+        t1: float = T1,
+        t2: float = T2,
+        t4: float = T4,
+        trying_delay: float = TRYING_DELAY,
+    ) -> None:
+        super().__init__(request, source, now, reliable=reliable, t1=t1, t2=t2, t4=t4)
+        self._timers[Timer.TRYING] = now + trying_delay
 
     def send_response(self, response: Response, now: float) -> list[Event]:
-        """The TU answers; returns what to send."""
-        if self.state not in (State.TRYING, State.PROCEEDING):
-            return []
-        self.last_response = response
-        self.timers.pop("Trying", None)
+        """Send a provisional or final response from the TU.
+
+        In Accepted, only the TU's retransmissions of its 2xx pass (RFC 6026 §7.1).
+        """
         status = response.status
-        if status < 200:
-            self.state = State.PROCEEDING
-        elif self.invite and status < 300:
+        if self.state is State.ACCEPTED and 200 <= status < 300:
+            self.last_response = response
+            return [SendMessage(response, self.peer)]
+        if self.state is not State.PROCEEDING:
+            raise self._refuse(response)
+        self.last_response = response
+        self._timers.pop(Timer.TRYING, None)
+        if 200 <= status < 300:
             self.state = State.ACCEPTED
-            self.timers["L"] = now + 64 * self.t1
+            self._timers[Timer.L] = now + 64 * self.t1
+        elif status >= 300:
+            self.state = State.COMPLETED
+            if not self.reliable:
+                self._timers[Timer.G] = now + self.t1
+            self._timers[Timer.H] = now + 64 * self.t1
+        return [SendMessage(response, self.peer)]
+
+    def receive_ack(self, ack: Request, now: float) -> list[Event]:
+        """An ACK matched to this transaction (§17.2.3).
+
+        Completed: the ACK for our 300-699, so stop G and H (Confirmed, then
+        I). Accepted: the ACK for the TU's 2xx, which goes to the TU (RFC
+        6026 §7.1). Otherwise absorbed.
+        """
+        if self.state is State.COMPLETED:
+            self.state = State.CONFIRMED
+            self._timers.clear()
+            self._linger(Timer.I, self.t4, now)
+        elif self.state is State.ACCEPTED:
+            return [AckReceived(ack, self.peer, self)]
+        return []
+
+    def _fire(self, timer: Timer, now: float) -> list[Event]:
+        if timer is Timer.TRYING:
+            self.last_response = self._trying()
+            return [SendMessage(self.last_response, self.peer)]
+        if timer is Timer.G:
+            self._timers[Timer.G] = now + self._next_interval()
+            return self._resend_last()
+        self._terminate()
+        if timer is Timer.H:
+            return [TransactionTimedOut(self)]
+        return []  # I or L
+
+    def _trying(self) -> Response:
+        """100 Trying, with the request's Timestamp copied (§8.2.6.1)."""
+        trying = make_response(self.request, 100)
+        timestamp = self.request.headers.get("Timestamp")
+        if timestamp is not None:
+            trying.headers.add("Timestamp", timestamp)
+        return trying
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.2 (Figure 8)."""
+
+    initial_state = State.TRYING
+
+    def send_response(self, response: Response, now: float) -> list[Event]:
+        """Send a provisional or final response from the TU."""
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            raise self._refuse(response)
+        self.last_response = response
+        if response.status < 200:
+            self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            if self.invite:
-                if not self.reliable:
-                    self.timers["G"] = now + self.t1
-                self.timers["H"] = now + 64 * self.t1
-            else:
-                self._wait("J", 64 * self.t1, now)
-        return [SendMessage(response, self.source)]
+            self._linger(Timer.J, 64 * self.t1, now)
+        return [SendMessage(response, self.peer)]
 
-    def handle_timer(self, now: float) -> list[Event]:
-        """Run every timer that is due."""
-        events: list[Event] = []
-        for name in self._due(now):
-            if name not in self.timers:
-                continue
-            del self.timers[name]
-            if name == "Trying":
-                trying = make_response(self.request, 100)
-                self.last_response = trying
-                events.append(SendMessage(trying, self.source))
-            elif name == "G":
-                self._interval = min(2 * self._interval, self.t2)
-                self.timers["G"] = now + self._interval
-                if self.last_response is not None:
-                    events.append(SendMessage(self.last_response, self.source))
-            elif name == "H":
-                self._terminate()
-                events.append(TransactionTimedOut(self))
-            else:  # I, J, L
-                self._terminate()
-        return events
+    def _fire(self, timer: Timer, now: float) -> list[Event]:
+        self._terminate()  # J
+        return []

@@ -2,20 +2,41 @@
 
 Rules of operation:
 
-* A response matches the client transaction with its top Via branch and
-  CSeq method (RFC 3261 §17.1.3); one that matches none is a
-  :class:`StrayResponse` for the TU (2xx retransmissions, §13.2.2.4).
-* A request matches a server transaction by branch, sent-by and method,
-  with ACK matching its INVITE (§17.2.3). A retransmission is handled by its
-  transaction; a new request creates one and reaches the TU as
-  :class:`RequestReceived`.
-* CANCEL (§9.2) gets its own transaction, answered here: 200 and a
-  :class:`CancelReceived` for the TU if the INVITE transaction is live and
-  unanswered, else 481.
-* An ACK that matches no transaction in Completed state (the ACK for a 2xx)
-  goes to the TU as :class:`AckReceived`.
-* Terminated transactions are dropped after every input, so ``len(layer)``
-  is the number of live transactions (tests count it back to zero).
+* Sans-I/O like the machines it holds: :meth:`TransactionLayer.receive`,
+  :meth:`~TransactionLayer.send_request`, :meth:`~TransactionLayer.send_response`,
+  :meth:`~TransactionLayer.cancel`, :meth:`~TransactionLayer.transport_error` and
+  :meth:`~TransactionLayer.handle_timer` return lists of events;
+  :meth:`~TransactionLayer.get_timer` is the earliest deadline of all. An
+  adapter re-arms one timer after every call.
+* Messages come in already parsed; ``source`` is an opaque hashable naming
+  the flow or address a message came from. Responses of a server
+  transaction go back to its request's ``source`` (resolving Via
+  received/rport is the transport's job); a client transaction sends to the
+  ``destination`` it was given.
+* A response matches a client transaction by top-Via branch and CSeq
+  method (RFC 3261 §17.1.3). One that matches none is a
+  :class:`StrayResponse` for the TU: that is how 2xx retransmissions arrive
+  once the INVITE transaction is gone (§13.2.2.4).
+* A request matches a server transaction by top-Via branch, sent-by and
+  method, an ACK matching its INVITE (§17.2.3; only RFC 3261 branches are
+  matched, the RFC 2543 rules are not implemented). A retransmission goes
+  to its transaction, which re-sends the last response; a new request
+  creates a transaction and reaches the TU as :class:`RequestReceived`.
+* An ACK that matches no transaction (the usual ACK for a 2xx, which has
+  its own branch) goes to the TU as :class:`AckReceived`; so does one that
+  matches an INVITE transaction in Accepted (RFC 6026 §7.1). One matching
+  an INVITE transaction before its final response is dropped.
+* CANCEL (§9.2) gets its own server transaction, answered here: 481 if no
+  INVITE transaction matches; otherwise 200 (with the To tag the INVITE's
+  responses use, when one was sent) and, if the INVITE has no final
+  response yet, a :class:`CancelReceived` so the TU answers it 487.
+  Only INVITE transactions can be cancelled here (§9.1 advises against
+  cancelling anything else).
+* :meth:`~TransactionLayer.cancel` sends a CANCEL (§9.1) only once a
+  provisional response has arrived; before that it is remembered and sent
+  with the first one, and dropped if a final response comes instead.
+* Terminated transactions are removed after every call, so ``len(layer)``
+  is the number of live transactions.
 """
 
 from __future__ import annotations
@@ -29,14 +50,24 @@ from telebridge.sip.transaction import (
     T1,
     T2,
     T4,
+    TIMER_D,
+    TRYING_DELAY,
+    AckReceived,
     ClientTransaction,
     Event,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
     ResponseReceived,
     SendMessage,
     ServerTransaction,
     State,
+    Transaction,
     TransactionTimedOut,
-    same_branch_request,
+    TransactionUsageError,
+    TransportFailed,
+    build_cancel,
 )
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -44,7 +75,7 @@ MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """A new request for the TU, with the server transaction to answer on."""
+    """A new request for the TU, with the server transaction to answer it on."""
 
     transaction: ServerTransaction
     request: Request
@@ -53,35 +84,32 @@ class RequestReceived:
 
 @dataclass(frozen=True, slots=True)
 class CancelReceived:
-    """The INVITE of ``transaction`` was cancelled; the TU should send 487."""
+    """The peer cancelled the INVITE of ``transaction``; the TU should answer it 487 (§9.2)."""
 
-    transaction: ServerTransaction
+    transaction: InviteServerTransaction
     cancel: Request
 
 
 @dataclass(frozen=True, slots=True)
-class AckReceived:
-    """An ACK for a 2xx: it belongs to the dialog, not a transaction (§13.3.1.4)."""
-
-    request: Request
-    source: Hashable
-
-
-@dataclass(frozen=True, slots=True)
 class StrayResponse:
-    """A response that matched no client transaction."""
+    """A response that matched no client transaction (a 2xx retransmission, say)."""
 
     response: Response
     source: Hashable
 
 
-LayerEvent = Union[Event, RequestReceived, CancelReceived, AckReceived, StrayResponse]
+LayerEvent = Union[Event, RequestReceived, CancelReceived, StrayResponse]
+ClientKey = tuple[str, str]
 ServerKey = tuple[str, str, int | None, str]
 
 
-def new_branch(random: Callable[[int], str] = secrets.token_hex) -> str:
-    """A branch that is unique and RFC 3261 compliant (starts with the magic cookie)."""
-    return MAGIC_COOKIE + random(10)
+def new_branch(token: Callable[[int], str] = secrets.token_hex) -> str:
+    """A fresh RFC 3261 branch: the magic cookie and 80 random bits (§8.1.1.7)."""
+    return MAGIC_COOKIE + token(10)
+
+
+def _client_key(message: Request | Response) -> ClientKey:
+    return (message.branch or "", message.cseq[1])
 
 
 def _server_key(request: Request, method: str) -> ServerKey:
@@ -92,16 +120,32 @@ def _server_key(request: Request, method: str) -> ServerKey:
 class TransactionLayer:
     """Every live transaction of one SIP endpoint."""
 
-    def __init__(self, t1: float = T1, t2: float = T2, t4: float = T4) -> None:
+    def __init__(
+        self,
+        t1: float = T1,
+        t2: float = T2,
+        t4: float = T4,
+        *,
+        timer_d: float = TIMER_D,
+        trying_delay: float = TRYING_DELAY,
+    ) -> None:
         self.t1, self.t2, self.t4 = t1, t2, t4
-        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self.timer_d = timer_d
+        self.trying_delay = trying_delay
+        self._clients: dict[ClientKey, ClientTransaction] = {}
         self._servers: dict[ServerKey, ServerTransaction] = {}
+        self._cancel_pending: set[InviteClientTransaction] = set()
 
     def __len__(self) -> int:
+        """How many transactions are live."""
         return len(self._clients) + len(self._servers)
 
     def receive(self, message: Request | Response, source: Hashable, reliable: bool, now: float) -> list[LayerEvent]:
-        """Feed one parsed message that arrived from ``source``."""
+        """Feed one parsed message that arrived from ``source``.
+
+        ``reliable`` says whether it came over a reliable transport; it
+        sets the timers of a server transaction it creates (§17).
+        """
         if isinstance(message, Response):
             events = self._receive_response(message, source, now)
         else:
@@ -109,46 +153,35 @@ class TransactionLayer:
         self._collect()
         return events
 
-    def _receive_response(self, response: Response, source: Hashable, now: float) -> list[LayerEvent]:
-        key = (response.branch or "", response.cseq[1])
-        client = self._clients.get(key)
-        if client is None:
-            return [StrayResponse(response, source)]
-        events: list[LayerEvent] = list(client.receive_response(response, now))
-        if client.cancel_pending and response.status < 200:
-            client.cancel_pending = False
-            events += self._send_cancel(client, now)
-        return events
-
-    def _receive_request(self, request: Request, source: Hashable, reliable: bool, now: float) -> list[LayerEvent]:
-        method = request.method
-        if method == "ACK":
-            invite = self._servers.get(_server_key(request, "INVITE"))
-            if invite is not None and invite.state in (State.COMPLETED, State.CONFIRMED):
-                return list(invite.receive_ack(now))
-            return [AckReceived(request, source)]
-        key = _server_key(request, method)
-        existing = self._servers.get(key)
-        if existing is not None:
-            return list(existing.receive_request(now))
-        server = ServerTransaction(request, source, reliable, now, self.t1, self.t2, self.t4)
-        self._servers[key] = server
-        if method != "CANCEL":
-            return [RequestReceived(server, request, source)]
-        invite = self._servers.get(_server_key(request, "INVITE"))
-        if invite is None or invite.state not in (State.PROCEEDING,):
-            return list(server.send_response(make_response(request, 481), now))
-        events: list[LayerEvent] = list(server.send_response(make_response(request, 200), now))
-        events.append(CancelReceived(invite, request))
-        return events
-
     def send_request(
         self, request: Request, destination: Hashable, reliable: bool, now: float
     ) -> tuple[ClientTransaction, list[LayerEvent]]:
-        """Start a client transaction; ``request`` must already carry its Via branch."""
-        client = ClientTransaction(request, destination, reliable, now, self.t1, self.t2, self.t4)
-        self._clients[(request.branch or "", request.method)] = client
-        return client, list(client.start())
+        """Start a client transaction for ``request`` and send it to ``destination``.
+
+        The request is sent as given: it must already carry a top Via with
+        an RFC 3261 branch (see :func:`new_branch`) not used by a live
+        transaction of the same method. An ACK is never a transaction of
+        its own (§17.1.1.3, §13.2.2.4): send it straight to the transport.
+        """
+        if request.method == "ACK":
+            raise TransactionUsageError("an ACK is sent without a transaction")
+        branch = request.branch
+        if branch is None or not branch.startswith(MAGIC_COOKIE):
+            raise TransactionUsageError(f"the top Via needs a branch starting with {MAGIC_COOKIE}")
+        key = _client_key(request)
+        if key in self._clients:
+            raise TransactionUsageError(f"branch {branch} is in use by a live {request.method} transaction")
+        client: ClientTransaction
+        if request.method == "INVITE":
+            client = InviteClientTransaction(
+                request, destination, reliable=reliable, t1=self.t1, t2=self.t2, t4=self.t4, timer_d=self.timer_d
+            )
+        else:
+            client = NonInviteClientTransaction(
+                request, destination, reliable=reliable, t1=self.t1, t2=self.t2, t4=self.t4
+            )
+        self._clients[key] = client
+        return client, list(client.start(now))
 
     def send_response(self, transaction: ServerTransaction, response: Response, now: float) -> list[LayerEvent]:
         """Answer a request through its server transaction."""
@@ -156,43 +189,122 @@ class TransactionLayer:
         self._collect()
         return events
 
-    def cancel(self, invite: ClientTransaction, now: float) -> list[LayerEvent]:
-        """CANCEL a pending INVITE (§9.1): at once if a provisional came, else after one."""
-        if invite.state is State.PROCEEDING:
-            return self._send_cancel(invite, now)
-        if invite.state is State.CALLING:
-            invite.cancel_pending = True
+    def cancel(self, transaction: ClientTransaction, now: float) -> list[LayerEvent]:
+        """CANCEL a pending INVITE (§9.1).
+
+        Sent at once if a provisional response has arrived, else with the
+        first one; nothing if a final response came already, or a CANCEL is
+        already pending or live. Only an INVITE can be cancelled.
+        """
+        if not isinstance(transaction, InviteClientTransaction):
+            raise TransactionUsageError("only an INVITE client transaction can be cancelled")
+        if transaction in self._cancel_pending or (transaction.request.branch or "", "CANCEL") in self._clients:
+            return []
+        if transaction.state is State.CALLING:
+            self._cancel_pending.add(transaction)
+            return []
+        if transaction.state is State.PROCEEDING:
+            return self._send_cancel(transaction, now)
         return []
 
-    def _send_cancel(self, invite: ClientTransaction, now: float) -> list[LayerEvent]:
-        request = invite.request
-        cancel = same_branch_request(request, "CANCEL", request.headers.get("To") or "")
-        _, events = self.send_request(cancel, invite.destination, invite.reliable, now)
-        return events
+    def transport_error(self, peer: Hashable) -> list[LayerEvent]:
+        """The transport to ``peer`` failed (a refused or closed connection, §17.1.4, §17.2.4).
 
-    def get_timer(self) -> float | None:
-        """The earliest deadline of any live transaction."""
-        times = [t for tx in self._all() if (t := tx.get_timer()) is not None]
-        return min(times) if times else None
-
-    def handle_timer(self, now: float) -> list[LayerEvent]:
-        """Run every due timer of every transaction."""
+        Every live transaction sending there ends with :class:`TransportFailed`.
+        """
         events: list[LayerEvent] = []
-        for tx in self._all():
-            deadline = tx.get_timer()
-            if deadline is not None and deadline <= now:
-                events += tx.handle_timer(now)
+        for transaction in self._all():
+            if transaction.peer == peer:
+                events += transaction.transport_error()
         self._collect()
         return events
 
-    def _all(self) -> list[ClientTransaction | ServerTransaction]:
+    def get_timer(self) -> float | None:
+        """The earliest deadline of any live transaction, or ``None``."""
+        return min((t for tx in self._all() if (t := tx.get_timer()) is not None), default=None)
+
+    def handle_timer(self, now: float) -> list[LayerEvent]:
+        """Run every timer due at ``now`` in every transaction."""
+        events: list[LayerEvent] = []
+        for transaction in self._all():
+            deadline = transaction.get_timer()
+            if deadline is not None and deadline <= now:
+                events += transaction.handle_timer(now)
+        self._collect()
+        return events
+
+    def _receive_response(self, response: Response, source: Hashable, now: float) -> list[LayerEvent]:
+        client = self._clients.get(_client_key(response))
+        if client is None:
+            return [StrayResponse(response, source)]
+        events: list[LayerEvent] = list(client.receive_response(response, now))
+        if isinstance(client, InviteClientTransaction) and client in self._cancel_pending:
+            if client.state is State.PROCEEDING:
+                self._cancel_pending.discard(client)
+                events += self._send_cancel(client, now)
+            elif client.state is not State.CALLING:
+                self._cancel_pending.discard(client)
+        return events
+
+    def _receive_request(self, request: Request, source: Hashable, reliable: bool, now: float) -> list[LayerEvent]:
+        if request.method == "ACK":
+            invite = self._invite_server(request)
+            if invite is None:
+                return [AckReceived(request, source)]
+            return list(invite.receive_ack(request, now))
+        key = _server_key(request, request.method)
+        existing = self._servers.get(key)
+        if existing is not None:
+            return list(existing.receive_request(now))
+        server: ServerTransaction
+        if request.method == "INVITE":
+            server = InviteServerTransaction(
+                request,
+                source,
+                now,
+                reliable=reliable,
+                t1=self.t1,
+                t2=self.t2,
+                t4=self.t4,
+                trying_delay=self.trying_delay,
+            )
+        else:
+            server = NonInviteServerTransaction(
+                request, source, now, reliable=reliable, t1=self.t1, t2=self.t2, t4=self.t4
+            )
+        self._servers[key] = server
+        if request.method == "CANCEL":
+            return self._answer_cancel(server, request, now)
+        return [RequestReceived(server, request, source)]
+
+    def _answer_cancel(self, server: ServerTransaction, cancel: Request, now: float) -> list[LayerEvent]:
+        invite = self._invite_server(cancel)
+        if invite is None:
+            return list(server.send_response(make_response(cancel, 481), now))
+        # §9.2: the 200 to CANCEL should carry the To tag of the INVITE's responses.
+        tag = invite.last_response.to_tag if invite.last_response is not None else None
+        events: list[LayerEvent] = list(server.send_response(make_response(cancel, 200, to_tag=tag), now))
+        if invite.state is State.PROCEEDING:
+            events.append(CancelReceived(invite, cancel))
+        return events
+
+    def _invite_server(self, request: Request) -> InviteServerTransaction | None:
+        server = self._servers.get(_server_key(request, "INVITE"))
+        return server if isinstance(server, InviteServerTransaction) else None
+
+    def _send_cancel(self, invite: InviteClientTransaction, now: float) -> list[LayerEvent]:
+        _, events = self.send_request(build_cancel(invite.request), invite.peer, invite.reliable, now)
+        return events
+
+    def _all(self) -> list[Transaction]:
         return [*self._clients.values(), *self._servers.values()]
 
     def _collect(self) -> None:
-        for key in [k for k, tx in self._clients.items() if tx.terminated]:
-            del self._clients[key]
+        for ckey in [k for k, tx in self._clients.items() if tx.terminated]:
+            del self._clients[ckey]
         for skey in [k for k, tx in self._servers.items() if tx.terminated]:
             del self._servers[skey]
+        self._cancel_pending = {tx for tx in self._cancel_pending if not tx.terminated}
 
 
 __all__ = [
@@ -205,5 +317,7 @@ __all__ = [
     "StrayResponse",
     "TransactionLayer",
     "TransactionTimedOut",
+    "TransactionUsageError",
+    "TransportFailed",
     "new_branch",
 ]
