@@ -25,6 +25,7 @@ from telebridge.sip.transaction_layer import (
     SendMessage,
     TransactionLayer,
     TransactionTimedOut,
+    TransportFailed,
 )
 from telebridge.sip.transport import Flow
 
@@ -71,7 +72,8 @@ class SipStack:
         self._run(self.layer.receive(message, flow, flow.reliable, now), now)
 
     def flow_closed(self, flow: Flow) -> None:
-        """A connection ended."""
+        """A connection ended: its transactions fail (§17.1.4, §17.2.4), then the TU is told."""
+        self._run(self.layer.transport_error(flow), self.reactor.seconds())
         self.tu.flow_closed(flow)
         self._rearm()
 
@@ -97,6 +99,8 @@ class SipStack:
                 pending += self.layer.send_response(event.transaction, make_response(invite, 487), now)
             elif isinstance(event, TransactionTimedOut):
                 self.counters.inc("sip_transaction_timeouts_total")
+            elif isinstance(event, TransportFailed):
+                self.counters.inc("sip_transport_failures_total")
         self._rearm()
 
     def _ask_tu(self, request: Request, flow: Flow, now: float) -> Response | None:

@@ -49,6 +49,9 @@ class Flow(Protocol):
     local: tuple[str, int]
     identity: str | None  # the token's ``sub`` on an authenticated WebSocket
 
+    def __hash__(self) -> int:
+        """Flows key registrations and transactions."""
+
     def send(self, message: Message) -> None:
         """Write ``message`` to the peer."""
 

@@ -176,3 +176,15 @@ def test_browser_invite_with_someone_elses_from_gets_403() -> None:
     ws = FakeFlow(transport_name="WSS", reliable=True, identity="alice")
     stack.message_received(request("INVITE", user="mallory", uri="sip:100@127.0.0.1"), ws)
     assert ws.statuses() == [403]
+
+
+def test_closed_connection_fails_its_pending_transactions() -> None:
+    """RFC 3261 §17.2.4: a transaction whose connection is gone ends; nothing is left."""
+    stack, clock, _, counters = make_stack()
+    ws = FakeFlow(transport_name="WSS", reliable=True, identity="alice")
+    invite = request("INVITE", user="alice", uri="sip:100@127.0.0.1", branch="z9hG4bKpending")
+    stack.layer.receive(invite, ws, True, clock.seconds())
+    assert len(stack.layer) == 1
+    stack.flow_closed(ws)
+    assert len(stack.layer) == 0
+    assert counters.total("sip_transport_failures_total") == 1
