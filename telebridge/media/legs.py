@@ -27,11 +27,13 @@ from typing import Callable
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
 from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelected, SendTo
-from telebridge.media.rtp import Kind, StreamRewriter, classify
+from telebridge.media.rtcp import QualityFigures, ReceiveStats, RtcpError, build_report, parse_compound
+from telebridge.media.rtp import RTP_HEADER, Kind, StreamRewriter, classify
 from telebridge.media.srtp import SrtpError, SrtpSession
 
 Address = tuple[str, int]
 Datagrams = list[tuple[bytes, Address]]
+RTCP_INTERVAL = 5.0  # RFC 3550 §6.2's minimum for a two-party session
 
 
 @dataclass
@@ -45,6 +47,40 @@ class LegStats:
     dropped_srtp: int = 0
     dropped_junk: int = 0
     dropped_not_ready: int = 0
+
+
+class RtcpTermination:
+    """What both legs do with RTCP: count what arrives, read what the peer reports, report ourselves."""
+
+    def __init__(self, clock_rate: int) -> None:
+        self.receive_stats = ReceiveStats(clock_rate)
+        self.quality = QualityFigures()
+        self.octets_out = 0
+        self.next_report: float | None = None
+
+    def media_in(self, packet: bytearray | bytes, now: float) -> None:
+        _, _, seq, timestamp, ssrc = RTP_HEADER.unpack_from(packet)
+        self.receive_stats.update(seq, timestamp, ssrc, now)
+
+    def reports_in(self, data: bytes, our_ssrc: int, now: float) -> bool:
+        try:
+            reports = parse_compound(data)
+        except RtcpError:
+            return False
+        for report in reports:
+            if report.ntp_middle is not None and report.ssrc == self.receive_stats.ssrc:
+                self.receive_stats.sender_report_received(report.ntp_middle, now)
+            self.quality.absorb(report, our_ssrc, now)
+        return True
+
+    def report_due(self, outgoing: OutgoingStream, packets_out: int, now: float) -> bytes | None:
+        """Our SR + RR if the interval has passed."""
+        if self.next_report is None or now < self.next_report:
+            return None
+        self.next_report = now + RTCP_INTERVAL
+        block = self.receive_stats.report_block(now) if self.receive_stats.ssrc is not None else None
+        rewriter = outgoing.rewriter
+        return build_report(rewriter.ssrc, now, rewriter.last_timestamp, packets_out, self.octets_out, block)
 
 
 @dataclass
@@ -88,10 +124,10 @@ class WebrtcLeg:
         self.outgoing = outgoing
         self.media_timeout = media_timeout
         self.stats = LegStats()
+        self.rtcp = RtcpTermination(outgoing.rewriter.clock_rate)
         self.ended: str | None = None
         self.last_media: float | None = None
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
-        self.on_rtcp: Callable[[bytes, float], None] = lambda packet, now: None
 
     @property
     def srtp(self) -> SrtpSession | None:
@@ -100,6 +136,7 @@ class WebrtcLeg:
     def start(self, now: float) -> Datagrams:
         """An active (client) DTLS role sends first, once ICE has a pair."""
         self.last_media = now
+        self.rtcp.next_report = now + RTCP_INTERVAL
         return []
 
     def datagram_received(self, data: bytes, source: Address, now: float) -> Datagrams:
@@ -132,6 +169,7 @@ class WebrtcLeg:
                 self.stats.dropped_srtp += 1
                 return []
             self._count(data, now)
+            self.rtcp.media_in(packet, now)
             self.on_rtp(packet, now)
         elif kind is Kind.RTCP:
             try:
@@ -139,8 +177,8 @@ class WebrtcLeg:
             except SrtpError:
                 self.stats.dropped_srtp += 1
                 return []
-            self._count(data, now)
-            self.on_rtcp(report, now)
+            if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
+                self.stats.dropped_junk += 1
         else:
             self.stats.dropped_junk += 1
         return []
@@ -161,11 +199,12 @@ class WebrtcLeg:
         except SrtpError:
             return []
         self.stats.packets_out += 1
+        self.rtcp.octets_out += len(packet) - 12
         return [(protected, target)]
 
     def get_timer(self) -> float | None:
         """The earliest of consent, DTLS retransmission and media timeout."""
-        times = [t for t in (self.ice.get_timer(), self.dtls.get_timer()) if t is not None]
+        times = [t for t in (self.ice.get_timer(), self.dtls.get_timer(), self.rtcp.next_report) if t is not None]
         if self.last_media is not None:
             times.append(self.last_media + self.media_timeout)
         return min(times) if times else None
@@ -176,6 +215,13 @@ class WebrtcLeg:
         target = self.ice.selected
         if target is not None:
             out += [(d, target) for d in self.dtls.handle_timer(now)]
+        report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
+        srtp = self.srtp
+        if report is not None and srtp is not None and target is not None:
+            try:
+                out.append((srtp.protect_rtcp(report), target))
+            except SrtpError:
+                pass
         for event in self.ice.handle_timer(now):
             if isinstance(event, ConsentLost):
                 self.ended = "ICE consent lost"
@@ -208,15 +254,16 @@ class PlainLeg:
         self.latch_window = latch_window
         self.media_timeout = media_timeout
         self.stats = LegStats()
+        self.rtcp = RtcpTermination(outgoing.rewriter.clock_rate)
         self.ended: str | None = None
         self.started: float | None = None
         self.last_media: float | None = None
         self.latched = False
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
-        self.on_rtcp: Callable[[bytes, float], None] = lambda packet, now: None
 
     def start(self, now: float) -> Datagrams:
         self.started = self.last_media = now
+        self.rtcp.next_report = now + RTCP_INTERVAL
         return []
 
     def _source_ok(self, source: Address, now: float) -> bool:
@@ -249,14 +296,17 @@ class PlainLeg:
             self.stats.packets_in += 1
             self.stats.bytes_in += len(data)
             self.last_media = now
-            self.on_rtp(bytearray(plain), now)
+            packet = bytearray(plain)
+            self.rtcp.media_in(packet, now)
+            self.on_rtp(packet, now)
         elif kind is Kind.RTCP:
             try:
                 report = self.srtp.unprotect_rtcp(data) if self.srtp else data
             except SrtpError:
                 self.stats.dropped_srtp += 1
                 return []
-            self.on_rtcp(report, now)
+            if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
+                self.stats.dropped_junk += 1
         else:
             self.stats.dropped_junk += 1
         return []
@@ -273,12 +323,25 @@ class PlainLeg:
             except SrtpError:
                 return []
         self.stats.packets_out += 1
+        self.rtcp.octets_out += len(packet) - 12
         return [(data, self.remote)]
 
     def get_timer(self) -> float | None:
-        return None if self.last_media is None else self.last_media + self.media_timeout
+        times = [t for t in (self.rtcp.next_report,) if t is not None]
+        if self.last_media is not None:
+            times.append(self.last_media + self.media_timeout)
+        return min(times) if times else None
 
     def handle_timer(self, now: float) -> Datagrams:
+        out: Datagrams = []
+        report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
+        if report is not None and self.remote is not None:
+            try:
+                data = self.srtp.protect_rtcp(report) if self.srtp else report
+                # RTCP on the next port up (RFC 3550 §11) for a plain peer.
+                out.append((data, (self.remote[0], self.remote[1] + 1)))
+            except SrtpError:
+                pass
         if self.last_media is not None and now >= self.last_media + self.media_timeout:
             self.ended = "media timeout"
-        return []
+        return out

@@ -76,6 +76,11 @@ class StreamRewriter:
         self._last_time: float | None = None
         self.packets = 0
 
+    @property
+    def last_timestamp(self) -> int:
+        """The timestamp of the newest packet sent (for our Sender Reports)."""
+        return self._last_ts
+
     def rewrite(self, packet: bytearray, payload_type: int, now: float) -> None:
         """Rewrite one RTP packet in place: our SSRC, continuous seq/ts, ``payload_type``."""
         seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)

@@ -126,6 +126,11 @@ def test_aiortc_audio_flows_both_ways_through_the_relay(loopback_only: None) -> 
         assert {struct.unpack_from("!I", data, 8)[0] for data, _ in pbx.packets} == {bridge.plain.outgoing.rewriter.ssrc}
         # Browser side: the echoed tone came back through SRTP and decoded with energy.
         assert result["frames"] > 100 and result["rms"] > 500, result
+        # RTCP is terminated per leg: aiortc's reports were read, and our own
+        # receive statistics saw the whole stream (loopback loses nothing).
+        webrtc_rtcp = bridge.webrtc.rtcp
+        assert webrtc_rtcp.quality.reports_received > 0
+        assert webrtc_rtcp.receive_stats.received > 100 and webrtc_rtcp.receive_stats.lost == 0
         # A third address on the plain side is dropped and counted (no RTP bleed).
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
             for seq in range(5):
