@@ -129,7 +129,7 @@ DEFAULT_MAX_SIZE = 65536
 
 # Headers a request may carry once only (RFC 3261 §7.3.1: only list headers
 # may repeat; RFC 4475 §3.3.8 and §3.3.9 answer duplicates with 400).
-SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+_SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
 
 # RFC 3261 §25.1: SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.ASCII | re.IGNORECASE)
@@ -488,7 +488,7 @@ def _validate_request(request: Request) -> None:
     """Check the headers every request must carry (RFC 3261 §8.1.1)."""
     partial = _routing_headers(request.headers)
     try:
-        for key in SINGLE_HEADERS:
+        for key in _SINGLE_HEADERS:
             if sum(1 for name, _ in request.headers if canonical_name(name) == key) > 1:
                 # RFC 4475 §3.3.8: answered 400, from the first of each.
                 raise SipParseError(f"more than one {key} header")
@@ -566,12 +566,14 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
     of the datagram is the body, and a larger one is an error (RFC 3261
     §18.3); bytes past it are ignored.
     """
+    # RFC 3261 §7.5: CRLFs before the start line are ignored.
+    data = data.lstrip(b"\r\n")
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         head, sep, body = data.partition(b"\n\n")
         if not sep:
             raise SipParseError("no blank line after headers")
-    lines = _decode_head(head.lstrip(b"\r\n"))
+    lines = _decode_head(head)
     headers = _parse_header_lines(lines[1:])
     if lines[0][:4].upper() == "SIP/":
         return _parse_response(lines[0], headers, body, stream)

@@ -343,7 +343,8 @@ def _check_headers(headers: str, whole: str) -> None:
         name, sep, value = pair.partition("=")
         if not name or not sep or not all(c in _HEADER_CHARS for c in name + value):
             raise SipParseError(f"bad headers in URI {whole[:80]!r}")
-        _check_escapes(name + value, whole)
+        _check_escapes(name, whole)
+        _check_escapes(value, whole)
 
 
 def _check_escapes(part: str, whole: str) -> None:
