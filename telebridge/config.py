@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,25 @@ class WebConfig:
 
     listen: ListenAddress = ListenAddress("https", "127.0.0.1", 8443)
     dev_tokens: bool = False
+    ice_servers: tuple[IceServer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One ``[[web.ice_servers]]`` entry, handed to browsers as written."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """``[turn]``: a TURN server that shares a secret with us (coturn ``use-auth-secret``)."""
+
+    urls: tuple[str, ...] = ()
+    secret: str | None = field(default=None, repr=False)
+    ttl: int = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +148,28 @@ class Config:
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     users: dict[str, UserConfig] = field(default_factory=dict)
     source: str = "<embedded default>"
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    media: MediaConfig = field(default_factory=lambda: MediaConfig())
+    calls: CallsConfig = field(default_factory=lambda: CallsConfig())
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """``[media]``: the relay's ports and timeouts."""
+
+    address: str = "127.0.0.1"
+    port_min: int = 40000
+    port_max: int = 49999
+    media_timeout: float = 30.0
+    latch_window: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallsConfig:
+    """``[calls]``: how long calls may ring and how long a dropped browser is waited for."""
+
+    ring_timeout: float = 60.0
+    grace: float = 30.0
 
 
 def default_state_dir() -> Path:
@@ -273,8 +315,11 @@ def parse_config(raw: dict[str, Any], source: str, base: Path) -> Config:
     auth = _auth(_Reader(source, top.table_of("auth"), "auth.", base), web)
     registrar = _registrar(_Reader(source, top.table_of("registrar"), "registrar.", base))
     users = _users(source, top.table_of("users"), base)
+    turn = _turn(_Reader(source, top.table_of("turn"), "turn.", base))
+    media = _media(_Reader(source, top.table_of("media"), "media.", base))
+    calls = _calls(_Reader(source, top.table_of("calls"), "calls.", base))
     top.finish()
-    return Config(state, sip, tls, web, auth, registrar, users, source)
+    return Config(state, sip, tls, web, auth, registrar, users, source, turn=turn, media=media, calls=calls)
 
 
 def _sip(r: _Reader) -> SipConfig:
@@ -330,7 +375,85 @@ def _web(r: _Reader) -> WebConfig:
             listen = parse_listen(text, ("https",), "https")
         except ValueError as e:
             raise r.fail("listen", str(e)) from None
-    config = WebConfig(listen=listen, dev_tokens=r.get("dev_tokens", bool, False))
+    config = WebConfig(listen=listen, dev_tokens=r.get("dev_tokens", bool, False), ice_servers=_ice_servers(r))
+    r.finish()
+    return config
+
+
+def ice_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """Why ``url`` is not a STUN/TURN URL (RFC 7064, RFC 7065) of ``schemes``; ``None`` if it is.
+
+    Browsers reject the whole RTCPeerConnection configuration over one bad
+    URL, so a bad one must stop start-up rather than reach them.
+    """
+    match = _ICE_URL.fullmatch(url)
+    if match is None:
+        return f"{url!r} is not scheme:host[:port][?transport=udp|tcp]"
+    scheme, host, port, transport = match.groups()
+    if scheme not in schemes:
+        return f"{url!r} must start with {' or '.join(s + ':' for s in schemes)}"
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{host!r} in {url!r} is not an IPv6 address"
+    if port is not None and not 0 < int(port) < 65536:
+        return f"port {port!r} in {url!r} is not 1-65535"
+    if transport is not None and scheme.startswith("stun"):
+        return f"{url!r}: ?transport= belongs to turn: URLs only (RFC 7064)"
+    return None
+
+
+_ICE_URL = re.compile(r"([a-z]+):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::([0-9]{1,5}))?(?:\?transport=(udp|tcp))?")
+
+
+def _ice_servers(web: _Reader) -> tuple[IceServer, ...]:
+    entries = web.get("ice_servers", list, [])
+    servers = []
+    for i, entry in enumerate(entries):
+        prefix = f"web.ice_servers[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{web.source}: {prefix}: expected a table with urls")
+        r = _Reader(web.source, entry, prefix + ".", web.base)
+        raw_urls = r.get("urls", (str, list), None)
+        urls = (raw_urls,) if isinstance(raw_urls, str) else r.string_list("urls", ())
+        if not urls:
+            raise r.fail("urls", "name at least one stun:, stuns:, turn: or turns: URL")
+        username, credential = r.get("username", str, None), r.get("credential", str, None)
+        for j, url in enumerate(urls):
+            problem = ice_url_problem(url, ("stun", "stuns", "turn", "turns"))
+            if problem is None and url.startswith("turn") and (username is None or credential is None):
+                problem = f"{url!r} needs username and credential (or use [turn] for TURN REST credentials)"
+            if problem is not None:
+                raise ConfigError(f"{web.source}: {prefix}.urls[{j}]: {problem}")
+        r.finish()
+        servers.append(IceServer(urls, username, credential))
+    return tuple(servers)
+
+
+def _turn(r: _Reader) -> TurnConfig:
+    d = TurnConfig()
+    urls = r.string_list("urls", d.urls)
+    for i, url in enumerate(urls):
+        problem = ice_url_problem(url, ("turn", "turns"))
+        if problem is not None:
+            raise ConfigError(f"{r.source}: turn.urls[{i}]: {problem}")
+    secret = r.get("secret", str, None) or None
+    secret_file = r.readable_file("secret_file")
+    if secret_file is not None:
+        if secret is not None:
+            raise r.fail("secret_file", "set secret or secret_file, not both")
+        try:
+            secret = secret_file.read_text().strip() or None
+        except UnicodeDecodeError:
+            raise r.fail("secret_file", f"{str(secret_file)!r} is not UTF-8 text") from None
+        if secret is None:
+            raise r.fail("secret_file", f"{str(secret_file)!r} is empty")
+    if urls and secret is None:
+        raise r.fail("secret", "required with turn.urls (coturn's static-auth-secret), or set secret_file")
+    if secret is not None and not urls:
+        raise r.fail("urls", "name at least one turn: or turns: URL for the secret")
+    config = TurnConfig(urls, secret, r.number("ttl", d.ttl, 60, 86400 * 30, True))
     r.finish()
     return config
 
@@ -376,6 +499,36 @@ def _registrar(r: _Reader) -> RegistrarConfig:
         raise r.fail("digest_algorithms", "name at least one algorithm")
     if config.min_expires > config.max_expires:
         raise r.fail("min_expires", "is larger than max_expires")
+    r.finish()
+    return config
+
+
+def _media(r: _Reader) -> MediaConfig:
+    d = MediaConfig()
+    address = r.get("address", str, d.address)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise r.fail("address", f"{address!r} is not an IP address") from None
+    config = MediaConfig(
+        address=address,
+        port_min=r.number("port_min", d.port_min, 1024, 65534, True),
+        port_max=r.number("port_max", d.port_max, 1025, 65535, True),
+        media_timeout=r.number("media_timeout", d.media_timeout, 1, 3600, False),
+        latch_window=r.number("latch_window", d.latch_window, 0, 60, False),
+    )
+    if config.port_max - config.port_min < 3:
+        raise r.fail("port_max", "leaves fewer than two port pairs above port_min")
+    r.finish()
+    return config
+
+
+def _calls(r: _Reader) -> CallsConfig:
+    d = CallsConfig()
+    config = CallsConfig(
+        ring_timeout=r.number("ring_timeout", d.ring_timeout, 1, 600, False),
+        grace=r.number("grace", d.grace, 0, 3600, False),
+    )
     r.finish()
     return config
 

@@ -15,16 +15,22 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from telebridge.calls.b2bua import CallManager, CallSettings
+from telebridge.calls.call_media import CallMedia
+from telebridge.calls.echo import EchoResponder, echo_answer
 from telebridge.calls.registrar import Registrar
 from telebridge.calls.routing import EmbeddedRouter
 from telebridge.config import Config
+from telebridge.media.dtls import DtlsCertificate
+from telebridge.media.relay import PortPool
 from telebridge.metrics import Counters
 from telebridge.sip.auth import DigestServer
 from telebridge.sip.stack import SipStack
-from telebridge.sip.transport import SipStreamFactory, SipUdpProtocol
+from telebridge.sip.transport import SipStreamFactory, SipUdpProtocol, UdpFlow
 from telebridge.sip.uri import format_host
 from telebridge.tls import ensure_self_signed, server_context_factory
 from telebridge.web.http import build_site
+from telebridge.web.ice_servers import IceServerList
 from telebridge.web.tokens import TokenVerifier, mint_token, resolve_token_secret
 from telebridge.web.ws import SipWebSocketFactory
 
@@ -74,6 +80,8 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         algorithms=config.registrar.digest_algorithms,
     )
     users = {name: user.password for name, user in config.users.items()}
+    calls, echo = _calls(config, reactor, counters)
+    udp_listeners: list[SipUdpProtocol] = []
     router = EmbeddedRouter(
         registrar=registrar,
         digest=digest,
@@ -82,13 +90,20 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         counters=counters,
         new_tag=lambda: secrets.token_hex(8),
         user_agent=config.sip.user_agent,
+        calls=calls,
+        loop_flow=lambda: UdpFlow(udp_listeners[0], udp_listeners[0].local) if udp_listeners else None,
     )
     stack = SipStack(reactor, router, counters, t1=config.sip.t1, t2=config.sip.t2, t4=config.sip.t4)
+    calls.stack = stack
     counters.gauge("sip_transactions", "live SIP transactions", lambda: len(stack.layer))
     counters.gauge("registrar_bindings", "live registrations", lambda: len(registrar))
 
     for listen in config.sip.listen:
-        top.addService(_sip_listener(reactor, listen, stack, counters, tls_context, config.sip.max_message_size))
+        top.addService(_sip_listener(reactor, listen, stack, counters, tls_context, config.sip.max_message_size, udp_listeners))
+    top.addService(ListenerService(
+        f"echo media on {config.media.address}",
+        lambda: reactor.listenUDP(0, echo, interface=config.media.address),  # type: ignore[attr-defined]
+    ))
 
     secret = resolve_token_secret(config)
     verifier = TokenVerifier.from_config(config, secret)
@@ -109,35 +124,60 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         def minter(user: str) -> str:
             return mint_token(user, ttl, secret, "HS256", reactor.seconds())
 
-    site = build_site(ws_factory, counters, minter)
+    site = build_site(ws_factory, counters, minter, IceServerList.from_config(config))
     top.addService(
         ListenerService(
             f"https://{base}/ (WebSocket wss://{base}/sip)",
             lambda: reactor.listenSSL(web_port, site, tls_context, interface=web_host),  # type: ignore[attr-defined]
         )
     )
-    top.addService(_StackService(stack))
+    top.addService(_StackService(stack, calls))
     return top
+
+
+def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[CallManager, EchoResponder]:
+    """The B2BUA, its media port pool, DTLS certificate and echo socket."""
+    media = config.media
+    pool = PortPool(media.port_min, media.port_max)
+    certificate = DtlsCertificate()
+    echo = EchoResponder()
+
+    def new_media(on_end: Callable[[str], None]) -> CallMedia:
+        return CallMedia(
+            reactor, pool, certificate, media.address, on_end,  # type: ignore[arg-type]
+            media_timeout=media.media_timeout, latch_window=media.latch_window,
+        )
+
+    def answer_for_echo(offer: bytes) -> bytes:
+        return echo_answer(offer, media.address, echo.transport.getHost().port)  # type: ignore[union-attr]
+
+    settings = CallSettings(ring_timeout=config.calls.ring_timeout, grace=config.calls.grace, media_timeout=media.media_timeout)
+    calls = CallManager(None, reactor, new_media, answer_for_echo, counters, settings, loop_secret=secrets.token_bytes(32))
+    counters.gauge("calls", "live calls", lambda: len(calls))
+    counters.gauge("call_timers", "live call timers", lambda: calls.timers)
+    counters.gauge("media_port_pairs", "media port pairs in use", lambda: pool.in_use)
+    return calls, echo
 
 
 class _StackService(service.Service):
     """Stops the SIP stack's timers with the service."""
 
-    def __init__(self, stack: SipStack) -> None:
+    def __init__(self, stack: SipStack, calls: CallManager) -> None:
         self.stack = stack
+        self.calls = calls
 
     def stopService(self) -> None:
         super().stopService()
+        self.calls.end_all("telebridge is stopping")
         self.stack.stop()
 
 
-def _sip_listener(reactor, listen, stack, counters, tls_context, max_size) -> ListenerService:  # type: ignore[no-untyped-def]
+def _sip_listener(reactor, listen, stack, counters, tls_context, max_size, udp_listeners) -> ListenerService:  # type: ignore[no-untyped-def]
     transport = listen.transport.lower()
     if transport == "udp":
-        return ListenerService(
-            listen.url,
-            lambda: reactor.listenUDP(listen.port, SipUdpProtocol(stack, counters), interface=listen.host),
-        )
+        udp = SipUdpProtocol(stack, counters)
+        udp_listeners.append(udp)
+        return ListenerService(listen.url, lambda: reactor.listenUDP(listen.port, udp, interface=listen.host))
     factory = SipStreamFactory(stack, counters, transport.upper(), max_size)
     if transport == "tcp":
         return ListenerService(listen.url, lambda: reactor.listenTCP(listen.port, factory, interface=listen.host))

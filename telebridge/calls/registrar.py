@@ -170,6 +170,14 @@ class Registrar:
         times = [b.expires_at for current in self._bindings.values() for b in current.values()]
         return min(times) if times else None
 
+    def instance_of(self, flow: Hashable) -> str | None:
+        """The ``+sip.instance`` a flow registered with (RFC 5626), if any."""
+        for bindings in self._bindings.values():
+            for binding in bindings.values():
+                if binding.flow == flow and binding.instance_id is not None:
+                    return binding.instance_id
+        return None
+
     def drop_flow(self, flow: Hashable) -> list[Binding]:
         """End every binding that came over ``flow`` (its connection closed)."""
         removed = []

@@ -12,28 +12,42 @@ Rules of operation:
     ``[users.NAME]``. Every unauthenticated REGISTER is challenged, whether
     or not the user exists, and bad credentials get 403, so a scanner
     (svwar, svcrack) cannot tell unknown users from wrong passwords.
-* Any other method addressed to a user that is neither configured nor
-  registered gets 404; the rest get 405 with Allow until calls land.
+* INVITE (outside a dialog) starts a call in the :class:`CallManager`.
+  The caller is a browser (its token), a SIP phone answering a digest
+  challenge, or our own browser-to-browser loop (a signed header). The
+  callee is ``echo``, or a registered user: a browser callee of a browser
+  is reached through the loop, so both legs are full WebRTC legs on the
+  relay; a browser's call to a SIP phone goes to the phone's registered
+  flow. Calls between two SIP phones are not bridged (403): telebridge is
+  a gateway, not a PBX. A known user with no registration gets 480, an
+  unknown one 404.
+* Requests inside a dialog (To tag) go to the call they belong to.
+* Any other method gets 405 with Allow.
 * Requests for a domain we do not serve get 404.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Callable
 
 from twisted.logger import Logger
 
-from telebridge.calls.registrar import Registrar
+from telebridge.calls.b2bua import ECHO, LOOP_HEADER, CallManager, Destination, Target, loop_token
+from telebridge.calls.registrar import Binding, Registrar
 from telebridge.metrics import Counters
 from telebridge.sip.auth import AuthOutcome, DigestServer
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Request, Response, make_response
+from telebridge.sip.stack import ServerRequest
 from telebridge.sip.transport import Flow
-from telebridge.sip.uri import parse_uri
+from telebridge.sip.uri import format_host, parse_uri
 
 log = Logger()
 
-ALLOW = "REGISTER, OPTIONS, ACK, CANCEL"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+IN_DIALOG = ("INVITE", "BYE", "UPDATE", "INFO", "OPTIONS")
+ECHO_USER = "echo"
 SUPPORTED = "path, outbound"
 
 
@@ -49,6 +63,8 @@ class EmbeddedRouter:
         counters: Counters,
         new_tag: Callable[[], str],
         user_agent: str = "telebridge",
+        calls: CallManager | None = None,
+        loop_flow: Callable[[], Flow | None] = lambda: None,
     ) -> None:
         self.registrar = registrar
         self.digest = digest
@@ -57,6 +73,34 @@ class EmbeddedRouter:
         self.counters = counters
         self.new_tag = new_tag
         self.user_agent = user_agent
+        self.calls = calls
+        self.loop_flow = loop_flow
+
+    def request_received(self, incoming: ServerRequest, now: float) -> Response | None:
+        """The stack's entry point: calls are answered later, the rest now."""
+        request = incoming.request
+        if self.calls is not None and request.method in IN_DIALOG and request.to_tag:
+            self.counters.inc("sip_requests_total", method=request.method)
+            return self._in_dialog(incoming)
+        if self.calls is not None and request.method == "INVITE":
+            self.counters.inc("sip_requests_total", method=request.method)
+            return self._invite(incoming, now)
+        return self.handle_request(request, incoming.flow, now)
+
+    def ack_received(self, ack: Request, flow: Flow) -> None:
+        """An ACK for a 2xx we sent."""
+        if self.calls is not None:
+            self.calls.ack_received(ack)
+
+    def cancel_received(self, incoming: ServerRequest) -> None:
+        """CANCEL of a pending INVITE: the call ends it with 487."""
+        if self.calls is None or not self.calls.cancel_received(incoming):
+            incoming.respond(make_response(incoming.request, 487))
+
+    def stray_response(self, response: Response, flow: Flow) -> None:
+        """A callee's 2xx retransmission: ACK it again."""
+        if self.calls is not None:
+            self.calls.stray_response(response)
 
     def handle_request(self, request: Request, flow: Flow, now: float) -> Response | None:
         """Answer ``request`` (``None`` for ACK, which gets no response)."""
@@ -84,7 +128,9 @@ class EmbeddedRouter:
         return response
 
     def flow_closed(self, flow: Flow) -> None:
-        """A connection ended: its registrations end with it (RFC 7118 / 5626)."""
+        """A connection ended: its registrations end with it (RFC 7118 / 5626), its calls end or park."""
+        if self.calls is not None:
+            self.calls.flow_closed(flow, clean=getattr(flow, "closed_cleanly", True))
         removed = self.registrar.drop_flow(flow)
         for binding in removed:
             log.info(
@@ -136,7 +182,82 @@ class EmbeddedRouter:
         if response.status == 200:
             log.info("REGISTER {user} from {peer} over {transport}", user=to_user, peer=flow.peer,
                      transport=flow.transport_name)
+            if self.calls is not None and flow.identity is not None:
+                self.calls.browser_returned(self.registrar.instance_of(flow), flow)
         return response
+
+    # -- calls ---------------------------------------------------------------------
+
+    def _in_dialog(self, incoming: ServerRequest) -> Response | None:
+        request, flow = incoming.request, incoming.flow
+        if flow.identity is not None:
+            refusal = self._check_identity(request, flow.identity)
+            if refusal is not None:
+                return refusal
+        assert self.calls is not None
+        return self.calls.in_dialog(incoming)
+
+    def _invite(self, incoming: ServerRequest, now: float) -> Response | None:
+        request, flow = incoming.request, incoming.flow
+        try:
+            uri = parse_uri(request.uri)
+            from_user = request.from_.uri.user
+        except SipParseError as e:
+            return self._reply(request, 400, f"Bad Request ({e.reason})")
+        if flow.identity is not None:
+            refusal = self._check_identity(request, flow.identity)
+            if refusal is not None:
+                return refusal
+        max_forwards = request.headers.get("Max-Forwards")
+        if max_forwards is not None and int(max_forwards) == 0:
+            return self._reply(request, 483)
+        browser_caller = flow.identity is not None
+        if not browser_caller and not self._looped(request):
+            refusal = self._check_digest(request, from_user or "", now)
+            if refusal is not None:
+                return refusal
+        target = self._target(uri.user or "", browser_caller, now)
+        if isinstance(target, Response):
+            return self._reply(request, target.status, target.reason)
+        assert self.calls is not None
+        instance = self.registrar.instance_of(flow) if browser_caller else None
+        log.info("INVITE {callee} from {caller} over {transport}", callee=uri.user, caller=from_user, transport=flow.transport_name)
+        self.calls.place(incoming, browser_caller, instance, target)
+        return None
+
+    def _looped(self, request: Request) -> bool:
+        """Our own browser-to-browser INVITE, signed with the loop secret."""
+        secret = self.calls.loop_secret if self.calls is not None else None
+        token = request.headers.get(LOOP_HEADER)
+        return secret is not None and token is not None and hmac.compare_digest(token, loop_token(secret, request.call_id))
+
+    def _target(self, user: str, browser_caller: bool, now: float) -> Target | Response:
+        """Where a call to ``user`` goes, or the refusal (a bare status) to send back."""
+        if user == ECHO_USER:
+            if not browser_caller:
+                return Response(status=488, reason="Not Acceptable Here (echo is for browsers)")
+            return ECHO
+        bindings = self.registrar.lookup(user, now) if user else []
+        if not bindings:
+            if user and self.passwords(user) is not None:
+                return Response(status=480, reason="Temporarily Unavailable (not registered)")
+            return Response(status=404, reason="Not Found")
+        browsers = [b for b in bindings if _is_browser(b)]
+        phones = [b for b in bindings if not _is_browser(b)]
+        if browser_caller and browsers:
+            loop = self.loop_flow()
+            if loop is None:
+                return Response(status=503, reason="Service Unavailable (no UDP listener for browser-to-browser calls)")
+            host, port = loop.local
+            return [Destination(f"sip:{user}@{format_host(host)}:{port}", f"<sip:{user}@{format_host(host)}>", loop, browser=True)]
+        chosen = phones if browser_caller else browsers
+        if not chosen:
+            return Response(status=403, reason="Forbidden (calls between SIP phones are not bridged)")
+        return [
+            Destination(str(b.contact.uri), f"<sip:{user}@{format_host(b.flow.local[0])}>", b.flow, browser=_is_browser(b), instance=b.instance_id)  # type: ignore[union-attr]
+            for b in chosen
+            if b.flow is not None
+        ]
 
     def _check_identity(self, request: Request, identity: str) -> Response | None:
         """A browser speaks only as the user its token names (issue 2 §6)."""
@@ -171,3 +292,7 @@ class EmbeddedRouter:
         for value in self.digest.challenge(now, stale=stale):
             response.headers.add("WWW-Authenticate", value)
         return response
+
+
+def _is_browser(binding: Binding) -> bool:
+    return getattr(binding.flow, "transport_name", "") in ("WS", "WSS")

@@ -139,6 +139,10 @@ class WebrtcLeg:
         self.rtcp.next_report = now + RTCP_INTERVAL
         return []
 
+    def expect_media(self, now: float | None) -> None:
+        """Start (``now``) or suspend (``None``) the media timeout: a ringing call has no media yet."""
+        self.last_media = now
+
     def datagram_received(self, data: bytes, source: Address, now: float) -> Datagrams:
         """One datagram from the socket."""
         kind = classify(data)
@@ -265,6 +269,17 @@ class PlainLeg:
         self.started = self.last_media = now
         self.rtcp.next_report = now + RTCP_INTERVAL
         return []
+
+    def expect_media(self, now: float | None) -> None:
+        """Start (``now``) or suspend (``None``) the media timeout."""
+        self.last_media = now
+
+    def set_remote(self, remote: Address, now: float) -> None:
+        """The peer's address from its SDP; a NAT'd peer may still latch within the window from now."""
+        if remote != self.remote:
+            self.remote = remote
+            self.latched = False
+            self.started = now
 
     def _source_ok(self, source: Address, now: float) -> bool:
         host = source[0]

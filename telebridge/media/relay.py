@@ -146,6 +146,14 @@ class MediaBridge:
         delay = max(0.0, deadline - self.reactor.seconds())  # type: ignore[attr-defined]
         self._timers[id(leg)] = self.reactor.callLater(delay, self._fire, leg, sock)  # type: ignore[attr-defined]
 
+    def expect_media(self, expect: bool) -> None:
+        """Run (or suspend, while a call rings) both legs' media timeouts."""
+        now = self.reactor.seconds() if expect else None  # type: ignore[attr-defined]
+        self.webrtc.expect_media(now)
+        self.plain.expect_media(now)
+        self._rearm(self.webrtc, self._webrtc_socket)
+        self._rearm(self.plain, self._plain_socket)
+
     def _after_control(self, leg: Leg, sock: LegSocket) -> None:
         if leg.ended is not None:
             self.close(leg.ended)

@@ -45,6 +45,9 @@ class SipWebSocketProtocol(WebSocketServerProtocol):
         self.peer: tuple[str, int] = ("?", 0)
         self.local: tuple[str, int] = ("?", 0)
         self.opened = False
+        # A page that closes (1000, or 1001 "going away") ends its calls at
+        # once; anything else is a drop the browser may come back from.
+        self.closed_cleanly = False
 
     def __hash__(self) -> int:
         return id(self)
@@ -105,6 +108,7 @@ class SipWebSocketProtocol(WebSocketServerProtocol):
         if not self.opened:
             return
         self.opened = False
+        self.closed_cleanly = wasClean and code in (1000, 1001)
         self.factory.open_flows.discard(self)
         log.info(
             "WebSocket flow from {peer} closed (code {code}, clean {clean})",

@@ -7,16 +7,13 @@ directions are checked by what really arrived.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
-import sys
-from pathlib import Path
 from typing import Any, Generator
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor, task
+from twisted.internet import protocol, reactor, task
 
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.ice import IceLiteAgent, new_credentials
@@ -25,42 +22,10 @@ from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.sdp import fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import WebrtcTransport, webrtc_answer_from_plain
 from tests.e2e.harness import require_program
+from tests.e2e.peer_process import AIORTC_PEER as PEER
+from tests.e2e.peer_process import start_peer
 
 pytestmark = pytest.mark.e2e
-PEER = Path(__file__).with_name("aiortc_peer.py")
-
-
-class LinePeer(protocol.ProcessProtocol):
-    """The aiortc script: JSON lines in and out."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.lines: defer.DeferredQueue[bytes] = defer.DeferredQueue()
-        self.stderr = b""
-        self.ended: defer.Deferred[None] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            self.lines.put(line)
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-
-    def processEnded(self, reason: Any) -> None:
-        self.lines.put(b"")
-        self.ended.callback(None)
-
-    def send(self, obj: dict[str, Any]) -> None:
-        self.transport.write(json.dumps(obj).encode() + b"\n")  # type: ignore[union-attr]
-
-    @defer.inlineCallbacks
-    def receive(self, timeout: float = 20.0) -> Generator[Any, Any, dict[str, Any]]:
-        line = yield self.lines.get().addTimeout(timeout, reactor)
-        if not line:
-            raise AssertionError(f"aiortc peer ended early:\n{self.stderr.decode(errors='replace')}")
-        return json.loads(line)
 
 
 class EchoPbx(protocol.DatagramProtocol):
@@ -72,12 +37,6 @@ class EchoPbx(protocol.DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         self.packets.append((data, addr))
         self.transport.write(data, addr)  # type: ignore[union-attr]
-
-
-def _start_peer(script: Path = PEER) -> LinePeer:
-    peer = LinePeer()
-    reactor.spawnProcess(peer, sys.executable, [sys.executable, str(script)], env=None)  # type: ignore[attr-defined]
-    return peer
 
 
 def _bridge_for(offer_sdp: str, pbx_port: int, pool: PortPool, ended: list[str], tamper_fingerprint: bool = False) -> tuple[MediaBridge, str, int]:
@@ -111,7 +70,7 @@ def test_aiortc_audio_flows_both_ways_through_the_relay(loopback_only: None) -> 
     pbx = EchoPbx()
     pbx_socket = reactor.listenUDP(0, pbx, interface="127.0.0.1")  # type: ignore[attr-defined]
     pool, ended = PortPool(42000, 42100), []
-    peer = _start_peer()
+    peer = start_peer()
     try:
         offer = yield peer.receive()
         bridge, answer, opus_pt = _bridge_for(offer["offer"], pbx_socket.getHost().port, pool, ended)
@@ -150,7 +109,7 @@ def test_peer_whose_certificate_does_not_match_its_fingerprint_fails(loopback_on
     pbx = EchoPbx()
     pbx_socket = reactor.listenUDP(0, pbx, interface="127.0.0.1")  # type: ignore[attr-defined]
     pool, ended = PortPool(42200, 42300), []
-    peer = _start_peer()
+    peer = start_peer()
     try:
         offer = yield peer.receive()
         bridge, answer, _ = _bridge_for(offer["offer"], pbx_socket.getHost().port, pool, ended, tamper_fingerprint=True)
@@ -172,7 +131,7 @@ def test_chromium_completes_ice_dtls_srtp_and_plays_audio_from_the_plain_side(lo
     pbx = EchoPbx()
     pbx_socket = reactor.listenUDP(0, pbx, interface="127.0.0.1")  # type: ignore[attr-defined]
     pool, ended = PortPool(42400, 42500), []
-    peer = _start_peer(PEER.with_name("chromium_peer.py"))
+    peer = start_peer(PEER.with_name("chromium_peer.py"))
     try:
         offer = yield peer.receive(timeout=60)
         bridge, answer, _ = _bridge_for(offer["offer"], pbx_socket.getHost().port, pool, ended)

@@ -114,3 +114,56 @@ def test_self_signed_certificate_is_made_once_with_a_private_key_file(tmp_path: 
     assert key.stat().st_mode & 0o777 == 0o600
     assert ensure_self_signed(tmp_path) == (cert, key)
     assert cert.read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        (BASE + "[turn]\nurls = ['stun:127.0.0.1']\nsecret = 's'\n", "turn.urls[0]: 'stun:127.0.0.1' must start with turn: or turns:"),
+        (BASE + "[turn]\nurls = ['turn:127.0.0.1:0']\nsecret = 's'\n", "turn.urls[0]: port '0'"),
+        (BASE + "[turn]\nurls = ['turn:[1:2:3]:3478']\nsecret = 's'\n", "turn.urls[0]: '[1:2:3]' in 'turn:[1:2:3]:3478' is not an IPv6"),
+        (BASE + "[turn]\nurls = ['turn:a b']\nsecret = 's'\n", "turn.urls[0]: 'turn:a b' is not"),
+        (BASE + "[turn]\nurls = ['turn:h?transport=sctp']\nsecret = 's'\n", "turn.urls[0]:"),
+        (BASE + "[turn]\nurls = ['turn:h']\n", "turn.secret: required with turn.urls"),
+        (BASE + "[turn]\nsecret = 's'\n", "turn.urls: name at least one"),
+        (BASE + "[turn]\nurls = ['turn:h']\nsecret = 's'\nttl = 10\n", "turn.ttl: 10 is out of range"),
+        (BASE + "[turn]\nurls = ['turn:h']\nsecret_file = 'missing'\n", "turn.secret_file: cannot read"),
+        (BASE + "[turn]\nurls = ['turn:h']\nsecret = 's'\nsecret_file = 't.toml'\n", "turn.secret_file: set secret or secret_file"),
+        (BASE + "[turn]\nurls = 'turn:h'\nsecret = 's'\n", "turn.urls: expected a list"),
+        (BASE + "[turn]\nurl = ['turn:h']\n", "turn.url: unknown key"),
+        (BASE + "[web]\nice_servers = ['stun:h']\n", "web.ice_servers[0]: expected a table"),
+        (BASE + "[web]\nice_servers = [{urls = []}]\n", "web.ice_servers[0].urls: name at least one"),
+        (BASE + "[web]\nice_servers = [{urls = 'stun:h'}, {urls = ['stun:h', 'http://h']}]\n", "web.ice_servers[1].urls[1]:"),
+        (BASE + "[web]\nice_servers = [{urls = 'turn:h'}]\n", "web.ice_servers[0].urls[0]: 'turn:h' needs username and credential"),
+        (BASE + "[web]\nice_servers = [{urls = 'stun:h?transport=udp'}]\n", "web.ice_servers[0].urls[0]:"),
+        (BASE + "[web]\nice_servers = [{urls = 'stun:h', password = 'x'}]\n", "web.ice_servers[0].password: unknown key"),
+    ],
+)
+def test_turn_and_ice_server_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    """[turn] and [web] ice_servers: a bad URL or a missing secret is named down to the list index."""
+    assert key in error_of(tmp_path, text)
+
+
+def test_turn_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    """secret_file keeps the coturn secret out of the config; surrounding whitespace is not part of it."""
+    (tmp_path / "turn-secret").write_text("  shared-with-coturn\n")
+    config = load_config(write(tmp_path, BASE + "[turn]\nurls = ['turns:[::1]:5349?transport=tcp']\nsecret_file = 'turn-secret'\n"))
+    assert config.turn.secret == "shared-with-coturn"
+    assert config.turn.urls == ("turns:[::1]:5349?transport=tcp",)
+    assert config.turn.ttl == 86400
+    assert "shared-with-coturn" not in repr(config)
+
+
+def test_static_ice_servers_accept_one_url_or_a_list(tmp_path: Path) -> None:
+    """An RTCIceServer's urls is a string or a list; both become a tuple."""
+    config = load_config(
+        write(
+            tmp_path,
+            BASE + "[web]\nice_servers = [{urls = 'stun:stun.example.org:3478'},"
+            " {urls = ['turn:192.0.2.1?transport=tcp'], username = 'u', credential = 'c'}]\n",
+        )
+    )
+    first, second = config.web.ice_servers
+    assert first.urls == ("stun:stun.example.org:3478",) and first.username is None
+    assert second.urls == ("turn:192.0.2.1?transport=tcp",) and (second.username, second.credential) == ("u", "c")
+    assert default_config().turn.urls == () and default_config().web.ice_servers == ()

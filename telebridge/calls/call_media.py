@@ -1,0 +1,282 @@
+"""The media half of one call: a relay bridge and the SDP each side sees.
+
+Rules of operation:
+
+* One bridge per call: a WebRTC leg toward the browser (ICE-lite,
+  DTLS-SRTP, rtcp-mux) and a plain leg toward the SIP side, on ports from
+  the shared pool. Ports are taken when the first offer arrives and given
+  back by :meth:`CallMedia.close`, whatever ends the call.
+* The first audio m-line is relayed; other m-lines are rejected (port 0)
+  on both sides for now (video relay is still open work, issue 3).
+* The browser sees one answer for the whole call: the first SDP from the
+  SIP side (a 183 or the 200) makes it, and later SDP from that side
+  (another fork's, a re-INVITE's) only moves the plain leg. That is what
+  keeps one SRTP context and one SSRC toward the browser (INTEROP.md 4, 5).
+* DTLS role follows ``a=setup`` (RFC 5763 §5): passive when the browser
+  offered, and as the browser's answer says when we offered actpass.
+* Media timeouts run only once the call is answered: ringing has no media.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorUDP
+
+from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
+from telebridge.media.ice import IceLiteAgent, new_credentials
+from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg
+from telebridge.media.relay import MediaBridge, PortPool
+from telebridge.sdp import Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
+from telebridge.sdp_translation import (
+    WebrtcTransport,
+    plain_answer_from_webrtc,
+    plain_offer_from_webrtc,
+    webrtc_answer_from_plain,
+    webrtc_offer_from_plain,
+)
+
+
+class MediaRefused(Exception):
+    """The offer or answer cannot be relayed; ``status`` is the SIP answer (488)."""
+
+    def __init__(self, reason: str, status: int = 488) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def _first_audio(session: SessionDescription) -> int:
+    for index, media in enumerate(session.media):
+        if media.kind == "audio" and media.port:
+            return index
+    raise MediaRefused("no audio stream offered")
+
+
+def _ports_for(session: SessionDescription, index: int, port: int) -> list[int | None]:
+    return [port if i == index else None for i in range(len(session.media))]
+
+
+def _address(session: SessionDescription, media: Media) -> tuple[str, int]:
+    host = media.connection
+    if host is None:
+        session_c = [value.split() for kind, value in session.lines if kind == "c"]
+        host = session_c[0][2] if session_c and len(session_c[0]) == 3 else None
+    if host is None:
+        raise MediaRefused("the SDP has no connection address")
+    return host.split("/")[0], media.port
+
+
+def _clock_rate(media: Media) -> int:
+    codecs = media.codecs()
+    if not codecs:
+        raise MediaRefused("no codec in common")
+    return codecs[0].clock_rate
+
+
+def _parse(sdp: bytes, who: str) -> SessionDescription:
+    try:
+        return parse_sdp(sdp)
+    except (SdpError, UnicodeDecodeError) as e:
+        raise MediaRefused(f"bad SDP from the {who}: {e}", status=400) from None
+
+
+class CallMedia:
+    """A call's bridge, built from whichever side offers first."""
+
+    def __init__(
+        self,
+        reactor: IReactorUDP,
+        pool: PortPool,
+        certificate: DtlsCertificate,
+        address: str,
+        on_end: Callable[[str], None],
+        media_timeout: float = 30.0,
+        latch_window: float = 2.0,
+        new_session_id: Callable[[], int] = lambda: secrets.randbits(48),
+    ) -> None:
+        self.reactor = reactor
+        self.pool = pool
+        self.certificate = certificate
+        self.address = address
+        self.on_end = on_end
+        self.media_timeout = media_timeout
+        self.latch_window = latch_window
+        self.session_id = new_session_id()
+        self.bridge: MediaBridge | None = None
+        self._browser_offer: SessionDescription | None = None
+        self._plain_offer: SessionDescription | None = None
+        self._browser_answer: bytes | None = None
+        self._plain_answer: bytes | None = None
+        self._sip_answer: SessionDescription | None = None
+        self._audio = 0
+        self._transport: WebrtcTransport | None = None
+
+    # -- the browser offers (it calls out) -----------------------------------------
+
+    def offer_from_browser(self, sdp: bytes) -> bytes:
+        """The plain offer for the SIP side, made from the browser's offer."""
+        offer = _parse(sdp, "browser")
+        self._audio = _first_audio(offer)
+        audio = offer.media[self._audio]
+        credentials = ice_credentials(offer, audio)
+        remote_fingerprint = fingerprint(offer, audio)
+        if credentials is None or remote_fingerprint is None:
+            raise MediaRefused("the browser's offer lacks ICE credentials or a DTLS fingerprint")
+        # A trial translation (on the discard port) says whether any codec can
+        # go to the SIP side before any port is taken.
+        plain_offer = plain_offer_from_webrtc(offer, _ports_for(offer, self._audio, 9), self.address, self.session_id)
+        if not plain_offer.media[self._audio].port:
+            raise MediaRefused("no codec the SIP side could take")
+        # Our DTLS role: passive, unless the browser insists on being passive itself.
+        dtls_client = (offer.media_attribute(audio, "setup") or "actpass") == "passive"
+        self._build(credentials, remote_fingerprint, dtls_client, None, _clock_rate(plain_offer.media[self._audio]))
+        assert self.bridge is not None
+        plain_offer = plain_offer_from_webrtc(
+            offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id
+        )
+        self._browser_offer = offer
+        return str(plain_offer).encode()
+
+    def answer_from_sip(self, sdp: bytes) -> bytes:
+        """The browser's answer; the first SIP answer makes it, later ones only move the plain leg."""
+        answer = _parse(sdp, "SIP side")
+        if self._browser_offer is None or self.bridge is None:
+            raise MediaRefused("no offer is pending")
+        if len(answer.media) != len(self._browser_offer.media):
+            raise MediaRefused("the SIP answer has a different number of streams")
+        media = answer.media[self._audio]
+        if not media.port or not media.formats:
+            raise MediaRefused("the SIP side rejected the audio stream")
+        self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        self._sip_answer = answer
+        if self._browser_answer is None:
+            assert self._transport is not None
+            browser = webrtc_answer_from_plain(self._browser_offer, answer, self._transport, self.session_id)
+            if not browser.media[self._audio].port:
+                raise MediaRefused("no codec in common")
+            self._browser_answer = str(browser).encode()
+        return self._browser_answer
+
+    # -- the SIP side offers (a call to the browser) -------------------------------
+
+    def offer_from_sip(self, sdp: bytes) -> bytes:
+        """The browser's offer (ICE-lite, actpass), made from the SIP side's offer."""
+        offer = _parse(sdp, "SIP side")
+        self._audio = _first_audio(offer)
+        media = offer.media[self._audio]
+        remote = _address(offer, media)
+        self._build(None, None, False, remote, _clock_rate(media))
+        assert self._transport is not None
+        # Only the relayed m-line goes to the browser; the others are refused on both sides.
+        single = SessionDescription(list(offer.lines), [m if i == self._audio else Media(m.kind, 0, m.proto, m.formats) for i, m in enumerate(offer.media)])
+        browser_offer = webrtc_offer_from_plain(single, self._transport, self.session_id)
+        self._plain_offer = single
+        return str(browser_offer).encode()
+
+    def answer_from_browser(self, sdp: bytes) -> bytes:
+        """The SIP side's answer once the browser answered our offer."""
+        answer = _parse(sdp, "browser")
+        if self._plain_offer is None or self.bridge is None:
+            raise MediaRefused("no offer is pending")
+        if len(answer.media) != len(self._plain_offer.media):
+            raise MediaRefused("the browser's answer has a different number of streams")
+        media = answer.media[self._audio]
+        credentials = ice_credentials(answer, media)
+        remote_fingerprint = fingerprint(answer, media)
+        if credentials is None or remote_fingerprint is None or not media.port:
+            raise MediaRefused("the browser's answer lacks ICE, DTLS or audio")
+        webrtc = self.bridge.webrtc
+        webrtc.ice.set_remote_credentials(*credentials)
+        setup = answer.media_attribute(media, "setup") or "active"
+        webrtc.dtls = DtlsEndpoint(self.certificate, is_client=setup == "passive", remote_fingerprint=remote_fingerprint)
+        plain = plain_answer_from_webrtc(
+            self._plain_offer, answer, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
+        )
+        self._plain_answer = str(plain).encode()
+        return self._plain_answer
+
+    # -- later offers from the SIP side (hold, refresh, codec re-offer) ------------
+
+    def reoffer_from_sip(self, sdp: bytes) -> bytes:
+        """Answer the SIP side's re-INVITE ourselves; the browser is not disturbed."""
+        offer = _parse(sdp, "SIP side")
+        if self.bridge is None or len(offer.media) <= self._audio:
+            raise MediaRefused("the re-offer does not match the call")
+        media = offer.media[self._audio]
+        if media.port:
+            self.bridge.plain.set_remote(_address(offer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        ports = _ports_for(offer, self._audio, self.bridge.plain_port)
+        answer = SessionDescription(list(offer.lines), list(offer.media))
+        mirrored = plain_answer_from_webrtc(offer, _mirror_direction(answer), ports, self.address, self.session_id)
+        return str(mirrored).encode()
+
+    def reoffer_from_browser(self, sdp: bytes) -> bytes:
+        """Answer the browser's re-INVITE (hold, ICE restart) from what the SIP side agreed."""
+        offer = _parse(sdp, "browser")
+        agreed = self._sip_side
+        if self.bridge is None or self._transport is None or agreed is None or len(offer.media) != len(agreed.media):
+            raise MediaRefused("the re-offer does not match the call")
+        credentials = ice_credentials(offer, offer.media[self._audio])
+        if credentials is not None:
+            self.bridge.webrtc.ice.set_remote_credentials(*credentials)
+        answer = webrtc_answer_from_plain(offer, agreed, self._transport, self.session_id)
+        return str(answer).encode()
+
+    @property
+    def _sip_side(self) -> SessionDescription | None:
+        """What the SIP side said about the streams: its answer, or its offer."""
+        if self._sip_answer is not None:
+            return self._sip_answer
+        return self._plain_offer
+
+    # -- common --------------------------------------------------------------------
+
+    def answered(self) -> None:
+        """The call is up: media timeouts start now."""
+        if self.bridge is not None:
+            self.bridge.expect_media(True)
+
+    def close(self, reason: str) -> None:
+        """Release the ports; idempotent."""
+        if self.bridge is not None:
+            self.bridge.close(reason)
+
+    def _build(
+        self,
+        credentials: tuple[str, str] | None,
+        remote_fingerprint: str | None,
+        dtls_client: bool,
+        plain_remote: tuple[str, int] | None,
+        clock_rate: int,
+    ) -> None:
+        if self.bridge is not None:
+            raise MediaRefused("the call already has media", status=491)
+        ufrag, pwd = new_credentials()
+        ice = IceLiteAgent(ufrag, pwd)
+        if credentials is not None:
+            ice.set_remote_credentials(*credentials)
+        webrtc = WebrtcLeg(
+            ice, self.certificate, dtls_client=dtls_client, remote_fingerprint=remote_fingerprint,
+            outgoing=OutgoingStream.new(clock_rate), media_timeout=self.media_timeout,
+        )
+        plain = PlainLeg(
+            remote=plain_remote, outgoing=OutgoingStream.new(clock_rate),
+            latch_window=self.latch_window, media_timeout=self.media_timeout,
+        )
+        self.bridge = MediaBridge(self.reactor, self.pool, webrtc, plain, interface=self.address, on_end=self.on_end)
+        self.bridge.expect_media(False)
+        self._transport = WebrtcTransport(ufrag, pwd, self.certificate.fingerprint, self.address, self.bridge.webrtc_port)
+
+
+def _mirror_direction(offer: SessionDescription) -> SessionDescription:
+    """An offer turned into the answer we would give it: directions mirrored (RFC 3264 §6.1)."""
+    mirrored = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive", "sendrecv": "sendrecv"}
+    media = []
+    for m in offer.media:
+        copy = Media(m.kind, m.port, m.proto, list(m.formats))
+        copy.lines = [line for line in m.lines if line[1] not in mirrored]
+        copy.lines.append(("a", mirrored[m.direction]))
+        media.append(copy)
+    return SessionDescription(list(offer.lines), media)

@@ -1,0 +1,129 @@
+"""Calls through the B2BUA of a real telebridge process, with aiortc as the browser.
+
+The browser side speaks SIP over the WebSocket exactly as a browser stack
+does (tests/e2e/ws_ua.py) and its media is aiortc's, so ICE, DTLS-SRTP and
+the relay are the real thing. What is asserted is what a user would notice:
+the caller's own tone comes back from ``echo``; a BYE or a closed page ends
+the call; afterwards no call, port pair or timer is left.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import ssl
+from typing import Any, Generator, Iterator
+
+import pytest
+import pytest_twisted
+
+from tests.e2e.harness import LOOPBACK, Gateway
+from tests.e2e.peer_process import start_peer
+from tests.e2e.ws_ua import WsUserAgent
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp("gateway"))
+    gw.write_config("[media]\nport_min = 43000\nport_max = 43099\n[calls]\nring_timeout = 5\n")
+    gw.start()
+    yield gw
+    gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+def metrics(gateway: Gateway) -> dict[str, float]:
+    """The gauges of /metrics, by name (labels ignored)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    url = f"https://{LOOPBACK}:{gateway.web_port}/metrics"
+    with urllib.request.urlopen(url, context=context, timeout=5) as r:
+        text = r.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name.split("{")[0]] = values.get(name.split("{")[0], 0.0) + float(value)
+    return values
+
+
+def wait_idle(gateway: Gateway, timeout: float = 3.0) -> dict[str, float]:
+    """Poll until no call, port pair or call timer is left (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        values = metrics(gateway)
+        if (values.get("calls"), values.get("media_port_pairs"), values.get("call_timers")) == (0, 0, 0) or time.monotonic() > deadline:
+            return values
+        time.sleep(0.1)
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_calls_echo_and_hears_its_own_audio(gateway: Gateway, loopback_only: None) -> Generator[Any, Any, None]:
+    """Issue 4 §2: echo answers and loops the caller's audio back through the relay."""
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        assert ua.register().status == 200
+        offer = yield peer.receive()
+        call = ua.invite("echo", offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200, answer
+        assert b"a=ice-lite" in answer.body and b"a=setup:passive" in answer.body
+        call.ack(answer)
+        assert metrics(gateway)["calls"] == 1
+        peer.send({"answer": answer.body.decode(), "seconds": 3})
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["frames"] > 80 and result["rms"] > 500, result
+        assert call.bye().status == 200
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
+        ua.close()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_closing_the_page_mid_call_ends_the_call(gateway: Gateway, loopback_only: None) -> Generator[Any, Any, None]:
+    """Issue 4 §1: a clean close (1001) ends the browser's calls at once."""
+    peer = start_peer()
+    ua = WsUserAgent("bob", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = ua.invite("echo", offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200
+        call.ack(answer)
+        peer.send({"answer": answer.body.decode(), "seconds": 1})
+        yield peer.receive(timeout=30)
+        ua.close(1001)
+        values = wait_idle(gateway, timeout=2.0)
+        assert (values["calls"], values["media_port_pairs"]) == (0, 0), values
+    finally:
+        yield peer.stop()
+
+
+def test_call_to_an_unknown_user_gets_404_and_leaves_nothing(gateway: Gateway) -> None:
+    ua = WsUserAgent("carol", gateway.web_port)
+    try:
+        ua.invite("nobody", "v=0\r\n")
+        assert ua.final_response().status == 404
+        values = wait_idle(gateway)
+        assert values["calls"] == 0
+    finally:
+        ua.close()
+
+
+def test_offer_without_ice_or_dtls_is_refused_with_488(gateway: Gateway) -> None:
+    """A browser-side offer must carry ICE credentials and a fingerprint."""
+    plain = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    ua = WsUserAgent("dave", gateway.web_port)
+    try:
+        ua.invite("echo", plain)
+        response = ua.final_response()
+        assert response.status == 488, response
+        assert wait_idle(gateway)["media_port_pairs"] == 0
+    finally:
+        ua.close()
