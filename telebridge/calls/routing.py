@@ -29,6 +29,7 @@ Rules of operation:
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from typing import Callable
 
 from twisted.logger import Logger
@@ -40,7 +41,7 @@ from telebridge.sip.auth import AuthOutcome, DigestServer
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Request, Response, make_response
 from telebridge.sip.stack import ServerRequest
-from telebridge.sip.transport import Flow
+from telebridge.sip.transport import Flow, UdpFlow
 from telebridge.sip.uri import format_host, parse_uri
 
 log = Logger()
@@ -254,9 +255,9 @@ class EmbeddedRouter:
         if not chosen:
             return Response(status=403, reason="Forbidden (calls between SIP phones are not bridged)")
         return [
-            Destination(str(b.contact.uri), f"<sip:{user}@{format_host(b.flow.local[0])}>", b.flow, browser=_is_browser(b), instance=b.instance_id)  # type: ignore[union-attr]
+            Destination(str(b.contact.uri), f"<sip:{user}@{format_host(flow.local[0])}>", flow, browser=_is_browser(b), instance=b.instance_id)
             for b in chosen
-            if b.flow is not None
+            if (flow := _flow_to(b)) is not None
         ]
 
     def _check_identity(self, request: Request, identity: str) -> Response | None:
@@ -296,3 +297,17 @@ class EmbeddedRouter:
 
 def _is_browser(binding: Binding) -> bool:
     return getattr(binding.flow, "transport_name", "") in ("WS", "WSS")
+
+
+def _flow_to(binding: Binding) -> Flow | None:
+    """Where requests for a binding go (RFC 5626 §5.3, RFC 3261 §10.3).
+
+    A connection (TCP, TLS, WebSocket) or an outbound registration (reg-id)
+    is reached over the flow it registered on; a plain UDP registration at
+    its Contact address, sent from the socket it registered through.
+    """
+    flow = binding.flow
+    if isinstance(flow, UdpFlow) and binding.reg_id is None:
+        uri = binding.contact.uri
+        return replace(flow, peer=(uri.host, uri.port or 5060))
+    return flow  # type: ignore[return-value]

@@ -3,6 +3,10 @@
 Protocol on stdin/stdout, one JSON object per line:
   -> {"offer": SDP}
   <- {"answer": SDP, "seconds": N}
+or, started with the argument ``answer``:
+  <- {"offer": SDP, "seconds": N}
+  -> {"answer": SDP}
+then in both cases
   -> {"frames": n, "rms": x, "ice": state, "connection": state}
 Runs inside the test session's loopback-only namespace.
 """
@@ -25,6 +29,8 @@ from av import AudioFrame
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 RATE, SAMPLES = 48000, 960
+# `aiortc_peer.py answer`: the far side offers (a call to the browser).
+ANSWERING = sys.argv[1:] == ["answer"]
 
 
 class Tone(MediaStreamTrack):
@@ -63,11 +69,17 @@ async def main() -> None:
 
         asyncio.ensure_future(drain())
 
-    await pc.setLocalDescription(await pc.createOffer())
-    print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
-    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    request = json.loads(line)
-    await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
+    read = asyncio.get_running_loop().run_in_executor
+    if ANSWERING:
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        print(json.dumps({"answer": pc.localDescription.sdp}), flush=True)
+    else:
+        await pc.setLocalDescription(await pc.createOffer())
+        print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
     await asyncio.sleep(request["seconds"])
     rms = math.sqrt(heard["sum_squares"] / heard["samples"]) if heard["samples"] else 0.0
     print(json.dumps({"frames": heard["frames"], "rms": rms, "ice": pc.iceConnectionState, "connection": pc.connectionState}), flush=True)

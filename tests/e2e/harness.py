@@ -187,6 +187,17 @@ def run_sipp(
 def _sipp(
     sipp: str, port: int, flag: str, scenario: str, workdir: Path, extra: list[str] | None
 ) -> subprocess.CompletedProcess[str]:
+    args = _sipp_args(sipp, port, flag, scenario, extra)
+    return subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=30)
+
+
+def start_sipp(gateway: Gateway, scenario: str, workdir: Path, extra: list[str]) -> subprocess.Popen[str]:
+    """Start one UDP SIPp scenario in the background (a phone that waits for calls, say)."""
+    args = _sipp_args(require_program("sipp"), gateway.sip_port, "u1", scenario, extra)
+    return subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _sipp_args(sipp: str, port: int, flag: str, scenario: str, extra: list[str] | None) -> list[str]:
     args = [
         sipp,
         f"{LOOPBACK}:{port}",
@@ -201,8 +212,7 @@ def _sipp(
         "-trace_err",
         "-trace_msg",
     ]
-    args += extra or []
-    return subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=30)
+    return args + (extra or [])
 
 
 @contextlib.contextmanager

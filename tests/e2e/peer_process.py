@@ -57,7 +57,7 @@ class LinePeer(protocol.ProcessProtocol):
         return json.loads(line)
 
 
-def start_peer(script: Path = AIORTC_PEER) -> LinePeer:
+def start_peer(script: Path = AIORTC_PEER, *args: str) -> LinePeer:
     peer = LinePeer()
-    reactor.spawnProcess(peer, sys.executable, [sys.executable, str(script)], env=None)  # type: ignore[attr-defined]
+    reactor.spawnProcess(peer, sys.executable, [sys.executable, str(script), *args], env=None)  # type: ignore[attr-defined]
     return peer

@@ -9,17 +9,20 @@ the call; afterwards no call, port pair or timer is left.
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import time
 import urllib.request
-import ssl
+from pathlib import Path
 from typing import Any, Generator, Iterator
 
 import pytest
 import pytest_twisted
 
-from tests.e2e.harness import LOOPBACK, Gateway
-from tests.e2e.peer_process import start_peer
-from tests.e2e.ws_ua import WsUserAgent
+from telebridge.sip.message import Request
+from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
+from tests.e2e.peer_process import AIORTC_PEER, start_peer
+from tests.e2e.ws_ua import WsUserAgent, answer_request
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +130,92 @@ def test_offer_without_ice_or_dtls_is_refused_with_488(gateway: Gateway) -> None
         assert wait_idle(gateway)["media_port_pairs"] == 0
     finally:
         ua.close()
+
+
+def _finish(sipp: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, str]:
+    try:
+        output, _ = sipp.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        sipp.kill()
+        output, _ = sipp.communicate()
+    return sipp.returncode, output
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
+    gateway: Gateway, loopback_only: None, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """Issue 4 §2: a browser calls a SIP phone registered to telebridge (SIPp,
+    PCMU, echoing its RTP); the tone goes out and comes back; the browser's
+    BYE reaches the phone (its scenario only completes on a BYE)."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    sipp = start_sipp(gateway, "phone_answers.xml", tmp_path, [
+        "-p", str(phone_port), "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo", "-timeout", "40s",
+    ])
+    peer = start_peer()
+    ua = WsUserAgent("erin", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = ua.invite(PHONE_USER, offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200, answer
+        call.ack(answer)
+        peer.send({"answer": answer.body.decode(), "seconds": 3})
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["frames"] > 80 and result["rms"] > 300, result
+        assert call.bye().status == 200
+        code, output = _finish(sipp)
+        assert code == 0, output
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
+        ua.close()
+        if sipp.poll() is None:
+            sipp.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
+    gateway: Gateway, loopback_only: None, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """Issue 4 §2: a SIP phone (SIPp, digest on the INVITE) calls a registered
+    browser; the browser (aiortc) answers; audio flows both ways; the phone's
+    BYE reaches the browser and ends the call."""
+    ua = WsUserAgent("frank", gateway.web_port)
+    assert ua.register().status == 200
+    peer = start_peer(AIORTC_PEER, "answer")
+    sipp = start_sipp(gateway, "phone_calls.xml", tmp_path, [
+        "-s", "frank", "-au", PHONE_USER, "-ap", PHONE_PASSWORD,
+        "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo", "-timeout", "40s",
+    ])
+    try:
+        invite = ua.receive()
+        assert isinstance(invite, Request) and invite.method == "INVITE", invite
+        assert b"UDP/TLS/RTP/SAVPF" in invite.body and b"a=setup:actpass" in invite.body
+        ua.send(answer_request(invite, 180, "browsertag"))
+        peer.send({"offer": invite.body.decode(), "seconds": 4})
+        answer = yield peer.receive(timeout=30)
+        ua.send(answer_request(invite, 200, "browsertag", answer["answer"]))
+        ack = ua.receive()
+        assert isinstance(ack, Request) and ack.method == "ACK", ack
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["frames"] > 80 and result["rms"] > 300, result
+        bye = ua.receive()
+        assert isinstance(bye, Request) and bye.method == "BYE", bye
+        ua.send(answer_request(bye, 200, "browsertag"))
+        code, output = _finish(sipp)
+        assert code == 0, output
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
+        ua.close()
+        if sipp.poll() is None:
+            sipp.kill()
+        yield peer.stop()
