@@ -18,6 +18,7 @@ from typing import Any, Generator, Iterator
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
 
 from telebridge.sip.message import Request
 from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config("[media]\nport_min = 43000\nport_max = 43099\n[calls]\nring_timeout = 5\n")
+    gw.write_config("[media]\nport_min = 43000\nport_max = 43099\n[calls]\nring_timeout = 5\ngrace = 3\n")
     gw.start()
     yield gw
     gw.stop()
@@ -218,4 +219,65 @@ def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
         ua.close()
         if sipp.poll() is None:
             sipp.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_dropped_websocket_parks_the_call_and_the_same_instance_takes_it_back(
+    gateway: Gateway, loopback_only: None
+) -> Generator[Any, Any, None]:
+    """Issue 4 §1 / INTEROP.md 12: an abnormal drop parks the call while media
+    flows; the browser reconnects with the same +sip.instance, re-registers,
+    and the call goes on (a BYE over the new WebSocket ends it)."""
+    peer = start_peer()
+    ua = WsUserAgent("grace", gateway.web_port)
+    try:
+        assert ua.register().status == 200
+        offer = yield peer.receive()
+        call = ua.invite("echo", offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200
+        call.ack(answer)
+        peer.send({"answer": answer.body.decode(), "seconds": 5})
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        ua.ws.sock.close()  # no close frame: the connection just vanishes
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        assert metrics(gateway)["calls"] == 1
+        back = WsUserAgent("grace", gateway.web_port, instance=ua.instance, cseq=ua.cseq)
+        assert back.register().status == 200
+        result = yield peer.receive(timeout=30)
+        # Media never depended on the WebSocket: the echo kept coming.
+        assert result["connection"] == "connected" and result["rms"] > 500, result
+        assert metrics(gateway)["calls"] == 1
+        call.ua = back
+        assert call.bye().status == 200
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        back.close()
+    finally:
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_dropped_websocket_that_never_returns_ends_the_call_after_the_grace(
+    gateway: Gateway, loopback_only: None
+) -> Generator[Any, Any, None]:
+    """After the configured grace (3 s here) a parked call is ended and everything released."""
+    peer = start_peer()
+    ua = WsUserAgent("gone", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = ua.invite("echo", offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200
+        call.ack(answer)
+        peer.send({"answer": answer.body.decode(), "seconds": 1})
+        yield peer.receive(timeout=30)
+        ua.ws.sock.close()
+        yield task.deferLater(reactor, 1.5, lambda: None)
+        assert metrics(gateway)["calls"] == 1, "parked, not ended, during the grace"
+        yield task.deferLater(reactor, 2.5, lambda: None)
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
         yield peer.stop()
