@@ -102,9 +102,17 @@ class IceLiteAgent:
 
     def set_remote_credentials(self, ufrag: str, password: str) -> None:
         """From the peer's SDP; new values mean an ICE restart (RFC 8445 §9)."""
-        if (ufrag, password) != (self.remote_ufrag, self.remote_password):
-            self.remote_ufrag, self.remote_password = ufrag, password
-            self.valid.clear()
+        if (ufrag, password) == (self.remote_ufrag, self.remote_password):
+            return
+        restart = self.remote_ufrag is not None
+        self.remote_ufrag, self.remote_password = ufrag, password
+        if restart:
+            # Checks under the old credentials no longer count, but media
+            # stays on the selected pair until the peer nominates a new one
+            # (RFC 8445 §9), so its consent keeps running.
+            self.valid = {a: t for a, t in self.valid.items() if a == self.selected}
+        # When we offered, the peer's checks may arrive before its answer
+        # does (an answerer starts checking at once): those stay valid.
 
     def add_remote_candidate(self, candidate: str) -> None:
         """A trickled or SDP candidate; kept for stats, never needed to connect."""

@@ -281,3 +281,72 @@ def test_dropped_websocket_that_never_returns_ends_the_call_after_the_grace(
         assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
     finally:
         yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_calls_a_browser_through_the_relay_audio_both_ways(
+    gateway: Gateway, loopback_only: None
+) -> Generator[Any, Any, None]:
+    """Issue 4 §2: browser to browser, DTLS-SRTP on both legs; each hears the other."""
+    callee = WsUserAgent("henry", gateway.web_port)
+    caller = WsUserAgent("ida", gateway.web_port)
+    caller_peer = start_peer()
+    callee_peer = start_peer(AIORTC_PEER, "answer")
+    try:
+        assert callee.register().status == 200
+        offer = yield caller_peer.receive()
+        call = caller.invite("henry", offer["offer"])
+        invite = callee.receive()
+        assert isinstance(invite, Request) and invite.method == "INVITE", invite
+        assert b"UDP/TLS/RTP/SAVPF" in invite.body
+        assert invite.from_.uri.user == "ida"
+        callee.send(answer_request(invite, 180, "henrytag"))
+        callee_peer.send({"offer": invite.body.decode(), "seconds": 4})
+        callee_answer = yield callee_peer.receive(timeout=30)
+        callee.send(answer_request(invite, 200, "henrytag", callee_answer["answer"]))
+        answer = caller.final_response()
+        assert answer.status == 200, answer
+        call.ack(answer)
+        caller_peer.send({"answer": answer.body.decode(), "seconds": 4})
+        heard_by_caller = yield caller_peer.receive(timeout=30)
+        heard_by_callee = yield callee_peer.receive(timeout=30)
+        assert heard_by_caller["rms"] > 500 and heard_by_caller["frames"] > 80, heard_by_caller
+        assert heard_by_callee["rms"] > 500 and heard_by_callee["frames"] > 80, heard_by_callee
+        assert call.bye().status == 200
+        values = wait_idle(gateway)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
+        caller.close()
+        callee.close()
+        yield caller_peer.stop()
+        yield callee_peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_nobody_answers_gives_408_and_the_ringing_browser_gets_cancel(
+    gateway: Gateway, loopback_only: None
+) -> Generator[Any, Any, None]:
+    """Issue 4 §1: 408 after ring_timeout (5 s here); the callee's INVITE is cancelled."""
+    callee = WsUserAgent("jack", gateway.web_port)
+    caller = WsUserAgent("kate", gateway.web_port)
+    peer = start_peer()
+    try:
+        assert callee.register().status == 200
+        offer = yield peer.receive()
+        caller.invite("jack", offer["offer"])
+        invite = callee.receive()
+        assert isinstance(invite, Request) and invite.method == "INVITE"
+        callee.send(answer_request(invite, 180, "jacktag"))
+        assert caller.receive().status in (100, 180)  # type: ignore[union-attr]
+        final = caller.final_response()
+        assert final.status == 408, final
+        cancel = callee.receive()
+        assert isinstance(cancel, Request) and cancel.method == "CANCEL" and cancel.branch == invite.branch, cancel
+        callee.send(answer_request(cancel, 200, "jacktag"))
+        callee.send(answer_request(invite, 487, "jacktag"))
+        values = wait_idle(gateway, timeout=5)
+        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+    finally:
+        caller.close()
+        callee.close()
+        yield peer.stop()
