@@ -189,8 +189,13 @@ class CallMedia:
             raise MediaRefused("the browser's answer lacks ICE, DTLS or audio")
         webrtc = self.bridge.webrtc
         webrtc.ice.set_remote_credentials(*credentials)
-        setup = answer.media_attribute(media, "setup") or "active"
-        webrtc.dtls = DtlsEndpoint(self.certificate, is_client=setup == "passive", remote_fingerprint=remote_fingerprint)
+        if (answer.media_attribute(media, "setup") or "active") == "passive":
+            # We must be the DTLS client; a passive browser has sent nothing yet.
+            webrtc.dtls = DtlsEndpoint(self.certificate, is_client=True, remote_fingerprint=remote_fingerprint)
+        else:
+            # An active browser may have finished its handshake before its
+            # answer reached us: keep it, and check the certificate now.
+            webrtc.dtls.set_remote_fingerprint(remote_fingerprint)
         plain = plain_answer_from_webrtc(
             self._plain_offer, answer, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
         )

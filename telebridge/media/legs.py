@@ -131,7 +131,11 @@ class WebrtcLeg:
 
     @property
     def srtp(self) -> SrtpSession | None:
-        return self.dtls.srtp if self.dtls.state is DtlsState.CONNECTED else None
+        """Keys from a finished handshake whose certificate matched the SDP (none before the SDP arrives)."""
+        dtls = self.dtls
+        if dtls.state is not DtlsState.CONNECTED or dtls.remote_fingerprint is None:
+            return None
+        return dtls.srtp
 
     def start(self, now: float) -> Datagrams:
         """An active (client) DTLS role sends first, once ICE has a pair."""
