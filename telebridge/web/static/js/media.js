@@ -1,0 +1,132 @@
+// A call's media in the browser: one RTCPeerConnection with one audio
+// transceiver, and the offers and answers it makes.
+//
+// Rules of operation:
+// * No trickle ICE: gateways and PBXs read candidates from the SDP (RFC
+//   7118 clients all do this), so every offer and answer waits for ICE
+//   gathering to complete, bounded by `gatherTimeoutMs` so that a dead
+//   STUN/TURN server cannot stall call set-up for long (JsSIP#804).
+// * Signalling operations run one at a time, in call order: a 2xx's answer
+//   never overtakes the 183's provisional one still being applied.
+// * bundlePolicy "balanced" and rtcpMuxPolicy "require", as telebridge's
+//   ICE-lite side expects; iceTransportPolicy "relay" when asked (TURN tests).
+
+export class MediaSession {
+  constructor({ iceServers = [], relayOnly = false, gatherTimeoutMs = 5000, onRemoteStream = () => {} } = {}) {
+    this.config = {
+      iceServers,
+      bundlePolicy: "balanced",
+      rtcpMuxPolicy: "require",
+      iceTransportPolicy: relayOnly ? "relay" : "all",
+    };
+    this.gatherTimeoutMs = gatherTimeoutMs;
+    this.onRemoteStream = onRemoteStream;
+    this.pc = null;
+    this.localStream = null;
+    this.remoteStream = null;
+    this.transceiver = null;
+    this.agreedDirection = "sendrecv";
+    this.chain = Promise.resolve();
+  }
+
+  // Run `operation` after every operation queued before it.
+  serial(operation) {
+    const result = this.chain.then(operation);
+    this.chain = result.catch(() => {});
+    return result;
+  }
+
+  async open() {
+    if (this.pc) return;
+    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    this.pc = new RTCPeerConnection(this.config);
+    const [track] = this.localStream.getAudioTracks();
+    // addTrack, not addTransceiver: only a transceiver made by addTrack is
+    // reused for the audio m-line of a remote offer (JSEP §5.10), so an
+    // answered call sends our microphone rather than nothing.
+    const sender = this.pc.addTrack(track, this.localStream);
+    this.transceiver = this.pc.getTransceivers().find((t) => t.sender === sender);
+    this.pc.addEventListener("track", (event) => {
+      this.remoteStream = event.streams[0] ?? new MediaStream([event.track]);
+      this.onRemoteStream(this.remoteStream);
+    });
+  }
+
+  // Our offer, complete with candidates; `direction` puts the call on hold
+  // ("sendonly") or takes it off ("sendrecv").
+  createOffer({ direction } = {}) {
+    return this.serial(async () => {
+      if (direction) this.transceiver.direction = direction;
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      await this.gathered();
+      return this.pc.localDescription.sdp;
+    });
+  }
+
+  acceptOffer(sdp) {
+    return this.serial(async () => {
+      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await this.gathered();
+      this.agreedDirection = this.transceiver.direction;
+      return this.pc.localDescription.sdp;
+    });
+  }
+
+  // A 183's SDP is a provisional answer (early media); the 2xx's is final.
+  applyAnswer(sdp, { provisional = false } = {}) {
+    return this.serial(async () => {
+      await this.pc.setRemoteDescription({ type: provisional ? "pranswer" : "answer", sdp });
+      if (!provisional) this.agreedDirection = this.transceiver.direction;
+    });
+  }
+
+  // Our offer was refused: back to the last agreed state.
+  rollback() {
+    return this.serial(async () => {
+      if (this.pc.signalingState !== "stable") await this.pc.setLocalDescription({ type: "rollback" });
+      this.transceiver.direction = this.agreedDirection;
+    });
+  }
+
+  // Whether the far side put the call on hold (RFC 3264 §8.4): its offer
+  // said sendonly or inactive, so we may no longer send.
+  get remoteHolding() {
+    const current = this.transceiver && this.transceiver.currentDirection;
+    return current === "recvonly" || current === "inactive";
+  }
+
+  mute(muted) {
+    for (const track of this.localStream ? this.localStream.getAudioTracks() : []) track.enabled = !muted;
+  }
+
+  // RFC 4733 events through RTCDTMFSender; false when the call cannot carry them.
+  sendDtmf(digits) {
+    const dtmf = this.transceiver && this.transceiver.sender.dtmf;
+    if (!dtmf || !dtmf.canInsertDTMF) return false;
+    dtmf.insertDTMF(digits, 100, 70);
+    return true;
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+    for (const track of this.localStream ? this.localStream.getTracks() : []) track.stop();
+  }
+
+  gathered() {
+    const pc = this.pc;
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (pc.iceGatheringState === "complete") finish();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      };
+      const timer = setTimeout(finish, this.gatherTimeoutMs);
+      pc.addEventListener("icegatheringstatechange", check);
+    });
+  }
+}
