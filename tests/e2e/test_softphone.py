@@ -399,7 +399,7 @@ def test_call_survives_a_dropped_socket(gateway: Gateway, browser: SoftphoneBrow
 def test_browser_to_browser_ring_answer_reject_cancel_and_bye(
     gateway: Gateway, browser: SoftphoneBrowser, second_browser: SoftphoneBrowser
 ) -> None:
-    """Incoming calls: 180 then answer (200 with SDP), reject (486: busy), CANCEL while ringing, BYE from the callee."""
+    """Incoming calls: 180 then answer (200 with SDP), each side hears the other's tone; reject (486: busy), CANCEL while ringing, BYE from the callee."""
     alice = browser.open("alice-b2b", _url(gateway, "user=alice&dev=1"))
     bob = second_browser.open("bob-b2b", _url(gateway, "user=bob&dev=1"))
     try:
@@ -413,6 +413,9 @@ def test_browser_to_browser_ring_answer_reject_cancel_and_bye(
         bob.answer()
         bob.wait_state(call="connected")
         alice.wait_state(call="connected")
+        heard_by_alice, heard_by_bob = alice.frequency(1.5), bob.frequency(1.5)
+        assert abs(heard_by_alice["hz"] - 660) < 10 and heard_by_alice["level"] > -60, heard_by_alice
+        assert abs(heard_by_bob["hz"] - 440) < 10 and heard_by_bob["level"] > -60, heard_by_bob
         assert alice.send_dtmf("12#") is True
         bob.hangup()
         alice.wait_state(call="ended")
