@@ -141,12 +141,8 @@ class CallMedia:
 
     def answer_from_sip(self, sdp: bytes) -> bytes:
         """The browser's answer; the first SIP answer makes it, later ones only move the plain leg."""
-        answer = _parse(sdp, "SIP side")
-        if self._browser_offer is None or self.bridge is None:
-            raise MediaRefused("no offer is pending")
-        if len(answer.media) != len(self._browser_offer.media):
-            raise MediaRefused("the SIP answer has a different number of streams")
-        media = answer.media[self._audio]
+        answer, media = self._answer_to(self._browser_offer, sdp, "SIP side")
+        assert self._browser_offer is not None and self.bridge is not None
         if not media.port or not media.formats:
             raise MediaRefused("the SIP side rejected the audio stream")
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
@@ -158,6 +154,15 @@ class CallMedia:
                 raise MediaRefused("no codec in common")
             self._browser_answer = str(browser).encode()
         return self._browser_answer
+
+    def _answer_to(self, offer: SessionDescription | None, sdp: bytes, who: str) -> tuple[SessionDescription, Media]:
+        """The answer from ``who`` to our ``offer``, checked to match it, and its audio stream."""
+        answer = _parse(sdp, who)
+        if offer is None or self.bridge is None:
+            raise MediaRefused("no offer is pending")
+        if len(answer.media) != len(offer.media):
+            raise MediaRefused(f"the answer from the {who} has a different number of streams")
+        return answer, answer.media[self._audio]
 
     # -- the SIP side offers (a call to the browser) -------------------------------
 
@@ -177,12 +182,8 @@ class CallMedia:
 
     def answer_from_browser(self, sdp: bytes) -> bytes:
         """The SIP side's answer once the browser answered our offer."""
-        answer = _parse(sdp, "browser")
-        if self._plain_offer is None or self.bridge is None:
-            raise MediaRefused("no offer is pending")
-        if len(answer.media) != len(self._plain_offer.media):
-            raise MediaRefused("the browser's answer has a different number of streams")
-        media = answer.media[self._audio]
+        answer, media = self._answer_to(self._plain_offer, sdp, "browser")
+        assert self._plain_offer is not None and self.bridge is not None
         credentials = ice_credentials(answer, media)
         remote_fingerprint = fingerprint(answer, media)
         if credentials is None or remote_fingerprint is None or not media.port:

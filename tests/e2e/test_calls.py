@@ -22,8 +22,8 @@ from twisted.internet import reactor, task
 
 from telebridge.sip.message import Request
 from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
-from tests.e2e.peer_process import AIORTC_PEER, start_peer
-from tests.e2e.ws_ua import WsUserAgent, answer_request
+from tests.e2e.peer_process import AIORTC_PEER, LinePeer, start_peer
+from tests.e2e.ws_ua import Call, WsUserAgent, answer_request
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,23 @@ def wait_idle(gateway: Gateway, timeout: float = 3.0) -> dict[str, float]:
         time.sleep(0.1)
 
 
+def assert_released(gateway: Gateway, timeout: float = 3.0) -> None:
+    """What a call leaves behind is gone: no call, port pair or call timer."""
+    values = wait_idle(gateway, timeout)
+    assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+
+
+def answered_call(ua: WsUserAgent, target: str, offer: dict[str, str], peer: LinePeer, seconds: float) -> Call:
+    """INVITE ``target`` with the peer's offer, expect 200, ACK it, and let the peer play for ``seconds``."""
+    call = ua.invite(target, offer["offer"])
+    answer = ua.final_response()
+    assert answer.status == 200, answer
+    call.ack(answer)
+    peer.send({"answer": answer.body.decode(), "seconds": seconds})
+    call.answer = answer
+    return call
+
+
 @pytest_twisted.inlineCallbacks
 def test_browser_calls_echo_and_hears_its_own_audio(gateway: Gateway, loopback_only: None) -> Generator[Any, Any, None]:
     """Issue 4 §2: echo answers and loops the caller's audio back through the relay."""
@@ -71,19 +88,14 @@ def test_browser_calls_echo_and_hears_its_own_audio(gateway: Gateway, loopback_o
     try:
         assert ua.register().status == 200
         offer = yield peer.receive()
-        call = ua.invite("echo", offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200, answer
-        assert b"a=ice-lite" in answer.body and b"a=setup:passive" in answer.body
-        call.ack(answer)
+        call = answered_call(ua, "echo", offer, peer, 3)
+        assert b"a=ice-lite" in call.answer.body and b"a=setup:passive" in call.answer.body
         assert metrics(gateway)["calls"] == 1
-        peer.send({"answer": answer.body.decode(), "seconds": 3})
         result = yield peer.receive(timeout=30)
         assert result["connection"] == "connected", result
         assert result["frames"] > 80 and result["rms"] > 500, result
         assert call.bye().status == 200
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
     finally:
         ua.close()
         yield peer.stop()
@@ -96,15 +108,10 @@ def test_closing_the_page_mid_call_ends_the_call(gateway: Gateway, loopback_only
     ua = WsUserAgent("bob", gateway.web_port)
     try:
         offer = yield peer.receive()
-        call = ua.invite("echo", offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200
-        call.ack(answer)
-        peer.send({"answer": answer.body.decode(), "seconds": 1})
+        answered_call(ua, "echo", offer, peer, 1)
         yield peer.receive(timeout=30)
         ua.close(1001)
-        values = wait_idle(gateway, timeout=2.0)
-        assert (values["calls"], values["media_port_pairs"]) == (0, 0), values
+        assert_released(gateway, timeout=2.0)
     finally:
         yield peer.stop()
 
@@ -161,19 +168,14 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
     ua = WsUserAgent("erin", gateway.web_port)
     try:
         offer = yield peer.receive()
-        call = ua.invite(PHONE_USER, offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200, answer
-        call.ack(answer)
-        peer.send({"answer": answer.body.decode(), "seconds": 3})
+        call = answered_call(ua, PHONE_USER, offer, peer, 3)
         result = yield peer.receive(timeout=30)
         assert result["connection"] == "connected", result
         assert result["frames"] > 80 and result["rms"] > 300, result
         assert call.bye().status == 200
         code, output = _finish(sipp)
         assert code == 0, output
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
     finally:
         ua.close()
         if sipp.poll() is None:
@@ -213,8 +215,7 @@ def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
         ua.send(answer_request(bye, 200, "browsertag"))
         code, output = _finish(sipp)
         assert code == 0, output
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
     finally:
         ua.close()
         if sipp.poll() is None:
@@ -234,11 +235,7 @@ def test_dropped_websocket_parks_the_call_and_the_same_instance_takes_it_back(
     try:
         assert ua.register().status == 200
         offer = yield peer.receive()
-        call = ua.invite("echo", offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200
-        call.ack(answer)
-        peer.send({"answer": answer.body.decode(), "seconds": 5})
+        call = answered_call(ua, "echo", offer, peer, 5)
         yield task.deferLater(reactor, 1.0, lambda: None)
         ua.ws.sock.close()  # no close frame: the connection just vanishes
         yield task.deferLater(reactor, 1.0, lambda: None)
@@ -251,8 +248,7 @@ def test_dropped_websocket_parks_the_call_and_the_same_instance_takes_it_back(
         assert metrics(gateway)["calls"] == 1
         call.ua = back
         assert call.bye().status == 200
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
         back.close()
     finally:
         yield peer.stop()
@@ -267,18 +263,13 @@ def test_dropped_websocket_that_never_returns_ends_the_call_after_the_grace(
     ua = WsUserAgent("gone", gateway.web_port)
     try:
         offer = yield peer.receive()
-        call = ua.invite("echo", offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200
-        call.ack(answer)
-        peer.send({"answer": answer.body.decode(), "seconds": 1})
+        answered_call(ua, "echo", offer, peer, 1)
         yield peer.receive(timeout=30)
         ua.ws.sock.close()
         yield task.deferLater(reactor, 1.5, lambda: None)
         assert metrics(gateway)["calls"] == 1, "parked, not ended, during the grace"
         yield task.deferLater(reactor, 2.5, lambda: None)
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
     finally:
         yield peer.stop()
 
@@ -313,8 +304,7 @@ def test_browser_calls_a_browser_through_the_relay_audio_both_ways(
         assert heard_by_caller["rms"] > 500 and heard_by_caller["frames"] > 80, heard_by_caller
         assert heard_by_callee["rms"] > 500 and heard_by_callee["frames"] > 80, heard_by_callee
         assert call.bye().status == 200
-        values = wait_idle(gateway)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway)
     finally:
         caller.close()
         callee.close()
@@ -344,8 +334,7 @@ def test_nobody_answers_gives_408_and_the_ringing_browser_gets_cancel(
         assert isinstance(cancel, Request) and cancel.method == "CANCEL" and cancel.branch == invite.branch, cancel
         callee.send(answer_request(cancel, 200, "jacktag"))
         callee.send(answer_request(invite, 487, "jacktag"))
-        values = wait_idle(gateway, timeout=5)
-        assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
+        assert_released(gateway, timeout=5)
     finally:
         caller.close()
         callee.close()

@@ -11,7 +11,6 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import jwt

@@ -104,6 +104,8 @@ class Call:
     local_tag: str
     remote_tag: str | None = None
     invite_cseq: int = 0
+    #: The final response to the INVITE, once a test has read it.
+    answer: Response | None = None
 
     def ack(self, response: Response) -> None:
         """ACK a 2xx (its own transaction-less request, §13.2.2.4)."""

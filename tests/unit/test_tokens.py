@@ -68,7 +68,7 @@ def test_public_key_tokens_verify_and_hs256_confusion_fails(tmp_path: Path, algo
     key = rsa.generate_private_key(65537, 2048) if algorithm == "RS256" else ec.generate_private_key(ec.SECP256R1())
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "pub.pem").write_bytes(public_pem)
-    (tmp_path / "c.toml").write_text(f'[auth]\ntoken_public_key = "pub.pem"\n')
+    (tmp_path / "c.toml").write_text('[auth]\ntoken_public_key = "pub.pem"\n')
     config = load_config(tmp_path / "c.toml")
     verifier = TokenVerifier.from_config(config, resolve_token_secret(config))
     token = jwt.encode({"sub": "bob", "exp": NOW + 60}, key, algorithm=algorithm)
