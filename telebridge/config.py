@@ -137,6 +137,25 @@ class UserConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """``[upstream]``: the PBX telebridge stands in front of (PBX mode)."""
+
+    proxy: ListenAddress
+    domain: str
+    register_expires: int = 600
+    timeout: float = 5.0
+    session_expires: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """``[accounts.NAME]``: the PBX credentials of browser user NAME (never sent to a browser)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -151,6 +170,8 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     media: MediaConfig = field(default_factory=lambda: MediaConfig())
     calls: CallsConfig = field(default_factory=lambda: CallsConfig())
+    upstream: UpstreamConfig | None = None
+    accounts: dict[str, AccountConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,8 +339,15 @@ def parse_config(raw: dict[str, Any], source: str, base: Path) -> Config:
     turn = _turn(_Reader(source, top.table_of("turn"), "turn.", base))
     media = _media(_Reader(source, top.table_of("media"), "media.", base))
     calls = _calls(_Reader(source, top.table_of("calls"), "calls.", base))
+    upstream = _upstream(_Reader(source, top.table_of("upstream"), "upstream.", base)) if "upstream" in raw else None
+    accounts = _accounts(source, top.table_of("accounts"), base)
+    if accounts and upstream is None:
+        raise ConfigError(f"{source}: accounts: PBX accounts need an [upstream] section")
     top.finish()
-    return Config(state, sip, tls, web, auth, registrar, users, source, turn=turn, media=media, calls=calls)
+    return Config(
+        state, sip, tls, web, auth, registrar, users, source,
+        turn=turn, media=media, calls=calls, upstream=upstream, accounts=accounts,
+    )
 
 
 def _sip(r: _Reader) -> SipConfig:
@@ -547,3 +575,41 @@ def _users(source: str, table: dict[str, Any], base: Path) -> dict[str, UserConf
         r.finish()
         users[name] = UserConfig(password)
     return users
+
+
+def _upstream(r: _Reader) -> UpstreamConfig:
+    text = r.get("proxy", str, None)
+    if text is None:
+        raise r.fail("proxy", "required: the PBX as transport:address:port (udp:192.0.2.10:5060)")
+    try:
+        proxy = parse_listen(text, TRANSPORTS, "udp")
+    except ValueError as e:
+        raise r.fail("proxy", str(e)) from None
+    domain = r.get("domain", str, None) or proxy.host
+    d = UpstreamConfig(proxy, domain)
+    config = UpstreamConfig(
+        proxy=proxy,
+        domain=domain,
+        register_expires=r.number("register_expires", d.register_expires, 60, 86400, True),
+        timeout=r.number("timeout", d.timeout, 0.5, 120, False),
+        session_expires=r.number("session_expires", d.session_expires, 90, 86400, True),
+    )
+    r.finish()
+    return config
+
+
+def _accounts(source: str, table: dict[str, Any], base: Path) -> dict[str, AccountConfig]:
+    accounts = {}
+    for name, entry in table.items():
+        if not is_token(name):
+            raise ConfigError(f"{source}: accounts.{name}: not a valid SIP user name")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: accounts.{name}: expected a table")
+        r = _Reader(source, entry, f"accounts.{name}.", base)
+        password = r.get("password", str, None)
+        if not password:
+            raise r.fail("password", "required (the user's password at the PBX)")
+        username = r.get("username", str, name)
+        r.finish()
+        accounts[name] = AccountConfig(username, password)
+    return accounts

@@ -18,20 +18,25 @@ from twisted.logger import Logger
 from telebridge.calls.b2bua import CallManager, CallSettings
 from telebridge.calls.call_media import CallMedia
 from telebridge.calls.echo import EchoResponder, echo_answer
+from telebridge.calls.pbx_routing import PbxRouting
 from telebridge.calls.registrar import Registrar
 from telebridge.calls.routing import EmbeddedRouter
+from telebridge.calls.upstream import Upstream
+from telebridge.calls.upstream_registrations import UpstreamRegistrations
 from telebridge.config import Config
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
 from telebridge.metrics import Counters
 from telebridge.sip.auth import DigestServer
+from telebridge.sip.connector import SipConnector
+from telebridge.sip.message import Request, Response, make_response
 from telebridge.sip.stack import SipStack
 from telebridge.sip.transport import SipStreamFactory, SipUdpProtocol, UdpFlow
 from telebridge.sip.uri import format_host
 from telebridge.tls import ensure_self_signed, server_context_factory
 from telebridge.web.http import build_site
 from telebridge.web.ice_servers import IceServerList
-from telebridge.web.tokens import TokenVerifier, mint_token, resolve_token_secret
+from telebridge.web.tokens import TokenError, TokenVerifier, mint_token, resolve_token_secret
 from telebridge.web.ws import SipWebSocketFactory
 
 log = Logger()
@@ -80,8 +85,11 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         algorithms=config.registrar.digest_algorithms,
     )
     users = {name: user.password for name, user in config.users.items()}
+    secret = resolve_token_secret(config)
+    verifier = TokenVerifier.from_config(config, secret)
     calls, echo = _calls(config, reactor, counters)
     udp_listeners: list[SipUdpProtocol] = []
+    pbx = _pbx(config, reactor, counters, calls, udp_listeners, registrar)
     router = EmbeddedRouter(
         registrar=registrar,
         digest=digest,
@@ -92,9 +100,15 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         user_agent=config.sip.user_agent,
         calls=calls,
         loop_flow=lambda: UdpFlow(udp_listeners[0], udp_listeners[0].local) if udp_listeners else None,
+        pbx=pbx,
+        bearer_subject=lambda token, now: _subject(verifier, token, now),
     )
     stack = SipStack(reactor, router, counters, t1=config.sip.t1, t2=config.sip.t2, t4=config.sip.t4)
     calls.stack = stack
+    if pbx is not None:
+        pbx.registrations.stack = stack
+        if pbx.upstream.connector is not None:
+            pbx.upstream.connector.sink = stack
     counters.gauge("sip_transactions", "live SIP transactions", lambda: len(stack.layer))
     counters.gauge("registrar_bindings", "live registrations", lambda: len(registrar))
 
@@ -105,8 +119,6 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         lambda: reactor.listenUDP(0, echo, interface=config.media.address),  # type: ignore[attr-defined]
     ))
 
-    secret = resolve_token_secret(config)
-    verifier = TokenVerifier.from_config(config, secret)
     web_host, web_port = config.web.listen.host, config.web.listen.port
     base = f"{format_host(web_host)}:{web_port}"
     ws_factory = SipWebSocketFactory(
@@ -131,8 +143,46 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
             lambda: reactor.listenSSL(web_port, site, tls_context, interface=web_host),  # type: ignore[attr-defined]
         )
     )
-    top.addService(_StackService(stack, calls))
+    top.addService(_StackService(stack, calls, pbx))
     return top
+
+
+def _pbx(
+    config: Config,
+    reactor: IReactorTime,
+    counters: Counters,
+    calls: CallManager,
+    udp_listeners: list[SipUdpProtocol],
+    registrar: Registrar,
+) -> PbxRouting | None:
+    """PBX mode's parts, when ``[upstream]`` is configured (their stack is set once it exists)."""
+    if config.upstream is None:
+        return None
+    connector = None
+    if config.upstream.proxy.transport != "udp":
+        connector = SipConnector(
+            reactor, None, counters, config.sip.max_message_size,  # type: ignore[arg-type]
+            verify_tls=config.tls.verify_peer, ca_file=config.tls.ca_file, connect_timeout=config.upstream.timeout,
+        )
+    upstream = Upstream(config.upstream, config.accounts, lambda: udp_listeners[0] if udp_listeners else None, connector)
+    registrations = UpstreamRegistrations(None, upstream, reactor, counters)
+    counters.gauge("upstream_registrations", "users registered to the PBX", lambda: len(registrations))
+    counters.gauge("upstream_timers", "upstream registration timers", lambda: registrations.timers)
+
+    def reply(request: Request, status: int, reason: str | None) -> Response:
+        response = make_response(request, status, reason, to_tag=secrets.token_hex(8))
+        response.headers.add("Server", config.sip.user_agent)
+        return response
+
+    return PbxRouting(upstream, registrations, calls, reply, registrar.has_bindings)
+
+
+def _subject(verifier: TokenVerifier, token: str, now: float) -> str | None:
+    """The user a bearer token names, or ``None`` when it does not verify."""
+    try:
+        return verifier.verify(token, now).sub
+    except TokenError:
+        return None
 
 
 def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[CallManager, EchoResponder]:
@@ -162,13 +212,17 @@ def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[C
 class _StackService(service.Service):
     """Stops the SIP stack's timers with the service."""
 
-    def __init__(self, stack: SipStack, calls: CallManager) -> None:
+    def __init__(self, stack: SipStack, calls: CallManager, pbx: PbxRouting | None) -> None:
         self.stack = stack
         self.calls = calls
+        self.pbx = pbx
 
     def stopService(self) -> None:
         super().stopService()
         self.calls.end_all("telebridge is stopping")
+        if self.pbx is not None:
+            # The PBX stops sending us calls we could no longer take.
+            self.pbx.registrations.release_all()
         self.stack.stop()
 
 

@@ -13,6 +13,9 @@ Rules of operation:
   Failures are passed on when every fork failed: a 6xx first, then 486,
   then the first final response (RFC 3261 §16.7 in spirit). Nobody
   answering within ``ring_timeout`` gives the caller 408.
+* Session timers (RFC 4028) follow :mod:`telebridge.calls.session_timer`:
+  telebridge refreshes toward the PBX itself, expects a refreshing SIP side
+  to refresh in time, and lets a browser refresh as it likes.
 * In-dialog requests are answered by the side they arrive on: BYE ends
   the call on both sides; a re-INVITE or UPDATE from the SIP side is
   answered by us (hold, refresh, re-offer) and never reaches the browser;
@@ -38,8 +41,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from telebridge.calls.call_media import CallMedia, MediaRefused
+from telebridge.calls.session_timer import SessionTimer, answer_headers, session_timer_of, supports_timer
 from telebridge.calls.sip_legs import AnsweringLeg, PlacedLeg, with_body
 from telebridge.metrics import Counters
+from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.dialog import DialogError
 from telebridge.sip.message import Request, Response, make_response, reason_phrase
 from telebridge.sip.stack import ServerRequest, SipStack
@@ -60,6 +65,13 @@ class Destination:
     flow: Flow
     browser: bool
     instance: str | None = None
+    # PBX mode: who the call is from at the PBX, how to answer its
+    # challenges, and how long it may stay silent before it counts as down.
+    from_: str | None = None
+    answerer: ChallengeAnswerer | None = None
+    reach_timeout: float | None = None
+    session_expires: int | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Echo:
@@ -113,6 +125,7 @@ class Call:
         self.media = manager.new_media(lambda reason: self.end(reason))
         self.id = incoming.request.call_id
         self._timers: dict[str, DelayedCall] = {}
+        self._session: SessionTimer | None = None  # a SIP side refreshes this session
 
     # -- set-up --------------------------------------------------------------------
 
@@ -141,17 +154,23 @@ class Call:
                 self.manager.stack,
                 destination.flow,
                 destination.uri,
-                from_=_without_tag(caller.headers.get("From") or ""),
+                from_=destination.from_ or _without_tag(caller.headers.get("From") or ""),
                 to=destination.to,
                 body=offer,
                 on_response=self._fork_response,
                 max_forwards=max_forwards,
+                extra_headers=destination.extra_headers,
+                answerer=destination.answerer,
+                session_expires=destination.session_expires,
             )
             if self.manager.loop_secret is not None and self.caller_is_browser and destination.browser:
                 leg.invite.headers.add(LOOP_HEADER, loop_token(self.manager.loop_secret, leg.call_id))
             self.forks.append(leg)
             self.callee_instances[leg] = destination.instance
             self.manager.index(leg.key, self)
+        reach = [d.reach_timeout for d in self.target if d.reach_timeout is not None]
+        if reach:
+            self._arm("reach", min(reach), self._unreached)
         for leg in self.forks:
             leg.send()
 
@@ -170,14 +189,20 @@ class Call:
     def _up(self, answer: bytes) -> None:
         self.state = CallState.UP
         self._cancel_timer("ring")
-        self.answering.answer(answer)
+        invite = self.answering.invite
+        self.answering.answer(answer, answer_headers(invite))
         self.manager.index(self.answering.key, self)
         self.media.answered()
+        caller_timer = session_timer_of(invite)
+        if caller_timer is not None and supports_timer(invite) and not self.caller_is_browser:
+            self._expect_refreshes(caller_timer)
         self.manager.counters.inc("calls_answered_total")
         log.info("call {id} answered", id=self.id)
 
     def _fork_response(self, leg: PlacedLeg, response: Response) -> None:
         status = response.status
+        if all(f.heard_from or f.final is not None for f in self.forks):
+            self._cancel_timer("reach")
         if self.state is CallState.ENDED:
             if 200 <= status < 300:
                 leg.bye()
@@ -222,6 +247,34 @@ class Call:
             self._refuse(e.status if e.status != 400 else 488, f"{_reason(488)} ({e.reason})")
             return
         self._up(answer)
+        if leg.session is not None:
+            if leg.session.refresher == "uas":
+                self._expect_refreshes(leg.session)
+            else:
+                self._refresh_every(leg, leg.session.refresh_after)
+
+    # -- session timers (RFC 4028, see telebridge.calls.session_timer) -----------
+
+    def _refresh_every(self, leg: PlacedLeg, delay: float) -> None:
+        def refresh() -> None:
+            leg.refresh(lambda: self.end("the PBX lost the session (refresh failed)"))
+            self._arm("refresh", delay, refresh)
+
+        self._arm("refresh", delay, refresh)
+
+    def _expect_refreshes(self, timer: SessionTimer) -> None:
+        self._session = timer
+        self._arm("session", timer.expires_after, lambda: self.end("session timer expired (no refresh)"))
+
+    def _unreached(self) -> None:
+        """Forks that have not answered at all by now go to a PBX that is down."""
+        for leg in self.forks:
+            if not leg.heard_from and leg.final is None:
+                leg.final = 503
+                leg.cancel()
+                self.manager.unindex(leg.key)
+        if self.state is CallState.RINGING and all(f.final is not None and f.final >= 300 for f in self.forks):
+            self._refuse(503, "Service Unavailable (the PBX did not answer)")
 
     def _no_answer(self) -> None:
         for leg in self.forks:
@@ -255,7 +308,10 @@ class Call:
             self.end(f"BYE from the {'caller' if from_caller else 'callee'}", skip_caller=from_caller, skip_callee=not from_caller)
             return make_response(request, 200)
         if method in ("INVITE", "UPDATE"):
-            return self._renegotiate(request, browser=from_caller == self.caller_is_browser)
+            browser = from_caller == self.caller_is_browser
+            if not browser and self._session is not None:
+                self._expect_refreshes(session_timer_of(request) or self._session)
+            return self._renegotiate(request, browser)
         if method in ("INFO", "OPTIONS"):
             return make_response(request, 200)
         response = make_response(request, 405)
@@ -264,6 +320,8 @@ class Call:
 
     def _renegotiate(self, request: Request, browser: bool) -> Response:
         response = make_response(request, 200)
+        for name, value in answer_headers(request):
+            response.headers.add(name, value)
         if not request.body:
             return response  # a session refresh: nothing to negotiate
         try:

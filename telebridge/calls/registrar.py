@@ -68,6 +68,10 @@ class Registrar:
         """Users with at least one binding."""
         return list(self._bindings)
 
+    def has_bindings(self, user: str) -> bool:
+        """Whether ``user`` has any binding left (expired ones not yet collected count)."""
+        return user in self._bindings
+
     def lookup(self, user: str, now: float) -> list[Binding]:
         """Live bindings of ``user``, best q first, newest first."""
         live = [b for b in self._bindings.get(user, {}).values() if b.expires_at > now]

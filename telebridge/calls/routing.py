@@ -21,6 +21,10 @@ Rules of operation:
   flow. Calls between two SIP phones are not bridged (403): telebridge is
   a gateway, not a PBX. A known user with no registration gets 480, an
   unknown one 404.
+* In PBX mode (:mod:`telebridge.calls.pbx_routing`) a browser's REGISTER
+  waits for the PBX, its calls go to the PBX, and the PBX's INVITEs (trusted
+  by address) ring the user's tabs; a user's last tab going away
+  un-registers it upstream.
 * Requests inside a dialog (To tag) go to the call they belong to.
 * Any other method gets 405 with Allow.
 * Requests for a domain we do not serve get 404.
@@ -35,6 +39,7 @@ from typing import Callable
 from twisted.logger import Logger
 
 from telebridge.calls.b2bua import ECHO, LOOP_HEADER, CallManager, Destination, Target, loop_token
+from telebridge.calls.pbx_routing import PbxRouting
 from telebridge.calls.registrar import Binding, Registrar
 from telebridge.metrics import Counters
 from telebridge.sip.auth import AuthOutcome, DigestServer
@@ -42,7 +47,7 @@ from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Request, Response, make_response
 from telebridge.sip.stack import ServerRequest
 from telebridge.sip.transport import Flow, UdpFlow
-from telebridge.sip.uri import format_host, parse_uri
+from telebridge.sip.uri import format_host, parse_name_addr, parse_uri
 
 log = Logger()
 
@@ -66,6 +71,8 @@ class EmbeddedRouter:
         user_agent: str = "telebridge",
         calls: CallManager | None = None,
         loop_flow: Callable[[], Flow | None] = lambda: None,
+        pbx: PbxRouting | None = None,
+        bearer_subject: Callable[[str, float], str | None] | None = None,
     ) -> None:
         self.registrar = registrar
         self.digest = digest
@@ -76,6 +83,8 @@ class EmbeddedRouter:
         self.user_agent = user_agent
         self.calls = calls
         self.loop_flow = loop_flow
+        self.pbx = pbx
+        self.bearer_subject = bearer_subject
 
     def request_received(self, incoming: ServerRequest, now: float) -> Response | None:
         """The stack's entry point: calls are answered later, the rest now."""
@@ -86,7 +95,7 @@ class EmbeddedRouter:
         if self.calls is not None and request.method == "INVITE":
             self.counters.inc("sip_requests_total", method=request.method)
             return self._invite(incoming, now)
-        return self.handle_request(request, incoming.flow, now)
+        return self.handle_request(request, incoming.flow, now, incoming)
 
     def ack_received(self, ack: Request, flow: Flow) -> None:
         """An ACK for a 2xx we sent."""
@@ -103,8 +112,8 @@ class EmbeddedRouter:
         if self.calls is not None:
             self.calls.stray_response(response)
 
-    def handle_request(self, request: Request, flow: Flow, now: float) -> Response | None:
-        """Answer ``request`` (``None`` for ACK, which gets no response)."""
+    def handle_request(self, request: Request, flow: Flow, now: float, incoming: ServerRequest | None = None) -> Response | None:
+        """Answer ``request``: ``None`` for ACK, and for a REGISTER answered later (PBX mode)."""
         self.counters.inc("sip_requests_total", method=request.method)
         if request.method == "ACK":
             return None
@@ -121,7 +130,7 @@ class EmbeddedRouter:
         if max_forwards is not None and int(max_forwards) == 0:
             return self._reply(request, 483)
         if request.method == "REGISTER":
-            return self._register(request, flow, now)
+            return self._register(request, flow, now, incoming)
         if uri.user and not self._known_user(uri.user, now):
             return self._reply(request, 404)
         response = self._reply(request, 405)
@@ -139,6 +148,7 @@ class EmbeddedRouter:
                 user=binding.user,
                 peer=flow.peer,
             )
+        self._bindings_gone(removed)
 
     def get_timer(self) -> float | None:
         """When the next registration expires."""
@@ -146,8 +156,18 @@ class EmbeddedRouter:
 
     def handle_timer(self, now: float) -> None:
         """Expire registrations whose time is up (RFC 3261 §10.3)."""
-        for binding in self.registrar.expire(now):
+        expired = self.registrar.expire(now)
+        for binding in expired:
             log.info("registration of {user} expired", user=binding.user)
+        self._bindings_gone(expired)
+
+    def _bindings_gone(self, removed: list[Binding]) -> None:
+        """PBX mode: a user whose last tab is gone is un-registered upstream."""
+        if self.pbx is None:
+            return
+        for user in {b.user for b in removed}:
+            if not self.registrar.has_bindings(user):
+                self.pbx.tabs_gone(user)
 
     def _known_user(self, user: str, now: float) -> bool:
         return self.passwords(user) is not None or bool(self.registrar.lookup(user, now))
@@ -164,7 +184,7 @@ class EmbeddedRouter:
         response.headers.add("Supported", SUPPORTED)
         return response
 
-    def _register(self, request: Request, flow: Flow, now: float) -> Response:
+    def _register(self, request: Request, flow: Flow, now: float, incoming: ServerRequest | None) -> Response | None:
         try:
             to_user = request.to.uri.user
         except SipParseError as e:
@@ -174,18 +194,45 @@ class EmbeddedRouter:
         if flow.identity is not None:
             if to_user != flow.identity:
                 return self._forbidden_identity(request, flow.identity)
+            refusal = self._check_bearer(request, flow.identity, now)
         else:
             refusal = self._check_digest(request, to_user, now)
-            if refusal is not None:
-                return refusal
-        response = self.registrar.register(request, to_user, flow, now)
+        if refusal is not None:
+            return refusal
+
+        def apply() -> Response:
+            return self._apply_registration(request, to_user, flow, now)
+
+        if self.pbx is not None and flow.identity is not None and incoming is not None:
+            return self.pbx.register(incoming, to_user, _is_removal(request), apply)
+        return apply()
+
+    def _apply_registration(self, request: Request, user: str, flow: Flow, now: float) -> Response:
+        response = self.registrar.register(request, user, flow, now)
         response.headers.add("Server", self.user_agent)
         if response.status == 200:
-            log.info("REGISTER {user} from {peer} over {transport}", user=to_user, peer=flow.peer,
+            log.info("REGISTER {user} from {peer} over {transport}", user=user, peer=flow.peer,
                      transport=flow.transport_name)
             if self.calls is not None and flow.identity is not None:
                 self.calls.browser_returned(self.registrar.instance_of(flow), flow)
+        if self.pbx is not None and not self.registrar.has_bindings(user):
+            self.pbx.tabs_gone(user)
         return response
+
+    def _check_bearer(self, request: Request, identity: str, now: float) -> Response | None:
+        """``Authorization: Bearer <JWT>`` (JsSIP's authorization_jwt) must name the WebSocket's user."""
+        credentials = request.headers.get("Authorization")
+        if credentials is None or not credentials[:7].lower() == "bearer ":
+            return None
+        if self.bearer_subject is None:
+            return self._reply(request, 403, "Forbidden (bearer tokens are not accepted here)")
+        subject = self.bearer_subject(credentials[7:].strip(), now)
+        if subject is None:
+            self.counters.inc("sip_auth_failures_total", kind="bearer")
+            return self._reply(request, 403, "Forbidden (invalid or expired bearer token)")
+        if subject != identity:
+            return self._forbidden_identity(request, identity)
+        return None
 
     # -- calls ---------------------------------------------------------------------
 
@@ -213,15 +260,21 @@ class EmbeddedRouter:
         if max_forwards is not None and int(max_forwards) == 0:
             return self._reply(request, 483)
         browser_caller = flow.identity is not None
-        if not browser_caller and not self._looped(request):
+        from_pbx = self.pbx is not None and self.pbx.sent_by_pbx(flow)
+        if not browser_caller and not from_pbx and not self._looped(request):
             refusal = self._check_digest(request, from_user or "", now)
             if refusal is not None:
                 return refusal
-        target = self._target(uri.user or "", browser_caller, now)
-        if isinstance(target, Response):
-            return self._reply(request, target.status, target.reason)
         assert self.calls is not None
         instance = self.registrar.instance_of(flow) if browser_caller else None
+        if self.pbx is not None and browser_caller and uri.user != ECHO_USER:
+            log.info("INVITE {callee} from {caller} to the PBX", callee=uri.user, caller=from_user)
+            return self.pbx.place_outgoing(incoming, from_user or "", uri.user or "", instance)
+        target = self._target(uri.user or "", browser_caller, now)
+        if from_pbx and isinstance(target, Response) and target.status == 403:
+            target = Response(status=480, reason="Temporarily Unavailable (no browser of this user is registered)")
+        if isinstance(target, Response):
+            return self._reply(request, target.status, target.reason)
         log.info("INVITE {callee} from {caller} over {transport}", callee=uri.user, caller=from_user, transport=flow.transport_name)
         self.calls.place(incoming, browser_caller, instance, target)
         return None
@@ -293,6 +346,19 @@ class EmbeddedRouter:
         for value in self.digest.challenge(now, stale=stale):
             response.headers.add("WWW-Authenticate", value)
         return response
+
+
+def _is_removal(request: Request) -> bool:
+    """A REGISTER that only removes bindings (every expiry 0, or ``Contact: *``)."""
+    header = (request.headers.get("Expires") or "").strip()
+    contacts = request.headers.get_all("Contact")
+    if not contacts:
+        return False
+    try:
+        expiries = [parse_name_addr(c).params.get("expires") if c != "*" else None for c in contacts]
+    except SipParseError:
+        return False
+    return all((e if e is not None else header).strip() == "0" for e in expiries)
 
 
 def _is_browser(binding: Binding) -> bool:

@@ -12,7 +12,9 @@ Rules of operation:
   for at most 64*T1 (§13.3.1.4); without an ACK the call is ended.
 * :class:`PlacedLeg` sends an INVITE on a fresh Call-ID, ACKs every 2xx
   itself (a 2xx retransmission is ACKed again, §13.2.2.4), and can CANCEL
-  while the INVITE is pending.
+  while the INVITE is pending. Given a :class:`ChallengeAnswerer` (PBX
+  mode), it answers a 401/407 by sending the INVITE again with
+  credentials; the caller never sees the challenge.
 * Requests we send in a dialog (BYE, re-INVITE answers) go over the flow
   the dialog lives on: for a browser that is its WebSocket, never its
   ``.invalid`` Contact host (RFC 7118, INTEROP.md).
@@ -26,6 +28,8 @@ from typing import Callable
 from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 
+from telebridge.calls.session_timer import MIN_SE, SessionTimer, min_se_of, session_timer_of
+from telebridge.sip.challenge import ChallengeAnswerer, next_in_sequence
 from telebridge.sip.dialog import Dialog, DialogState
 from telebridge.sip.message import Headers, Request, Response, make_response
 from telebridge.sip.stack import ServerRequest, SipStack
@@ -102,9 +106,11 @@ class AnsweringLeg:
         """A final failure response (ignored once answered)."""
         self.incoming.respond(self._response(status, reason))
 
-    def answer(self, body: bytes) -> None:
+    def answer(self, body: bytes, extra_headers: list[tuple[str, str]] | None = None) -> None:
         """200 OK: the dialog is confirmed; unreliable flows retransmit it until ACK."""
         self._ok = self._response(200, body=body)
+        for name, value in extra_headers or []:
+            self._ok.headers.add(name, value)
         self.dialog = Dialog.from_uas(self.invite, self.tag, self.contact)
         self.dialog.confirm()
         self.incoming.respond(self._ok)
@@ -154,10 +160,14 @@ class PlacedLeg:
         on_response: Callable[[PlacedLeg, Response], None],
         max_forwards: int = 70,
         extra_headers: tuple[tuple[str, str], ...] = (),
+        answerer: ChallengeAnswerer | None = None,
+        session_expires: int | None = None,
     ) -> None:
         self.stack = stack
         self.flow = flow
         self.on_response = on_response
+        self.answerer = answerer
+        self.heard_from = False
         self.tag = new_tag()
         self.call_id = secrets.token_hex(12)
         headers = Headers()
@@ -171,6 +181,15 @@ class PlacedLeg:
         headers.add("Allow", ALLOW)
         for name, value in extra_headers:
             headers.add(name, value)
+        if session_expires is not None:
+            headers.add("Supported", "timer")
+            headers.add("Session-Expires", str(session_expires))
+            headers.add("Min-SE", str(MIN_SE))
+        self.asked_session = session_expires
+        #: The session timer the 2xx settled (RFC 4028), if we asked for one.
+        self.session: SessionTimer | None = None
+        self.remote_allows_update = False
+        self._interval_retried = False
         self.invite = Request(headers=headers, method="INVITE", uri=request_uri)
         with_body(self.invite, body)
         self.dialog: Dialog | None = None
@@ -188,15 +207,65 @@ class PlacedLeg:
         self.transaction = self.stack.send_request(self.invite, self.flow, self._response)
 
     def _response(self, response: Response) -> None:
+        self.heard_from = True
+        retry = self._retry_for(response)
+        if retry is not None and self.final is None:
+            self.invite = retry
+            self.send()
+            return
         if response.status >= 200:
             self.final = self.final or response.status
         if 200 <= response.status < 300:
             if self.dialog is None:
                 self.dialog = Dialog.from_uac(self.invite, response)
+                self._settle_session(response)
             else:
                 self.dialog.update_from_response(response)
             self.ack()
         self.on_response(self, response)
+
+    def _retry_for(self, response: Response) -> Request | None:
+        """The INVITE again for a challenge (401/407) or a too-brief session interval (422)."""
+        if self.answerer is not None and response.status in (401, 407):
+            return self.answerer.retry(self.invite, response)
+        minimum = min_se_of(response) if response.status == 422 else None
+        if minimum is not None and self.asked_session is not None and not self._interval_retried:
+            self._interval_retried = True
+            self.asked_session = max(minimum, self.asked_session)
+            retry = next_in_sequence(self.invite)
+            retry.headers.set("Session-Expires", str(self.asked_session))
+            retry.headers.set("Min-SE", str(minimum))
+            return retry
+        return None
+
+    def _settle_session(self, response: Response) -> None:
+        allowed = {m.strip().upper() for m in response.headers.get_all("Allow")}
+        self.remote_allows_update = "UPDATE" in allowed
+        if self.asked_session is None:
+            return
+        # A 2xx without Session-Expires leaves the refreshing to us (RFC 4028 §7.2).
+        self.session = session_timer_of(response) or SessionTimer(self.asked_session, "uac")
+
+    def refresh(self, on_failure: Callable[[], None]) -> None:
+        """Refresh the session (RFC 4028 §7.4): UPDATE if allowed, else a re-INVITE with the same SDP."""
+        if self.dialog is None or self.session is None or self.dialog.state is DialogState.TERMINATED:
+            return
+        session = SessionTimer(self.session.interval, "uac").header()
+        if self.remote_allows_update:
+            request = self.dialog.new_request("UPDATE", via_for(self.flow))
+        else:
+            request = self.dialog.new_request("INVITE", via_for(self.flow), body=self.invite.body, content_type=SDP)
+        request.headers.add("Supported", "timer")
+        request.headers.add("Session-Expires", session)
+
+        def answered(response: Response) -> None:
+            if request.method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
+                self._ack = self.dialog.new_request("ACK", via_for(self.flow))
+                self.stack.send_ack(self._ack, self.flow)
+            if response.status in (408, 481):
+                on_failure()  # the far side lost the dialog (§10)
+
+        self.stack.send_request(request, self.flow, answered)
 
     def ack(self) -> None:
         """ACK the 2xx (again, for a retransmission)."""

@@ -35,9 +35,15 @@ class FakeFlow:
         return [m.status for m in self.sent if isinstance(m, Response)]
 
 
+def bearer_subject(token: str, now: float) -> str | None:
+    """Stands in for the JWT verifier: ``good-<user>`` is a valid token for user."""
+    return token[5:] if token.startswith("good-") else None
+
+
 def make_stack() -> tuple[SipStack, Clock, Registrar, Counters]:
     clock, counters, registrar = Clock(), Counters(), Registrar(min_expires=60)
     router = EmbeddedRouter(
+        bearer_subject=bearer_subject,
         registrar=registrar,
         digest=DigestServer("telebridge", algorithms=("MD5", "SHA-256")),
         passwords={"100": "pw100"}.get,
@@ -188,3 +194,16 @@ def test_closed_connection_fails_its_pending_transactions() -> None:
     stack.flow_closed(ws)
     assert len(stack.layer) == 0
     assert counters.total("sip_transport_failures_total") == 1
+
+
+def test_bearer_token_on_register_must_be_valid_and_name_the_websocket_user() -> None:
+    """INTEROP.md: JsSIP's authorization_jwt sends ``Authorization: Bearer``;
+    a valid one for the same user is accepted, an invalid or foreign one is 403."""
+    stack, _, registrar, counters = make_stack()
+    ws = FakeFlow(transport_name="WSS", reliable=True, identity="alice")
+    stack.message_received(request("REGISTER", user="alice", extra="Authorization: Bearer good-alice\r\n"), ws)
+    stack.message_received(request("REGISTER", user="alice", cseq=2, extra="Authorization: Bearer expired\r\n"), ws)
+    stack.message_received(request("REGISTER", user="alice", cseq=3, extra="Authorization: bearer good-bob\r\n"), ws)
+    assert ws.statuses() == [200, 403, 403]
+    assert len(registrar) == 1
+    assert counters.total("sip_auth_failures_total") == 2

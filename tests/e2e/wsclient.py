@@ -105,7 +105,9 @@ class WebSocket:
                 return payload
 
     def close(self, code: int = 1000) -> None:
-        """Send a close frame and drop the connection."""
+        """Send a close frame and drop the connection (once: a second close does nothing)."""
+        if self.sock.fileno() == -1:
+            return
         try:
             self.send_frame(struct.pack("!H", code), opcode=8)
         finally:

@@ -167,3 +167,32 @@ def test_static_ice_servers_accept_one_url_or_a_list(tmp_path: Path) -> None:
     assert first.urls == ("stun:stun.example.org:3478",) and first.username is None
     assert second.urls == ("turn:192.0.2.1?transport=tcp",) and (second.username, second.credential) == ("u", "c")
     assert default_config().turn.urls == () and default_config().web.ice_servers == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (BASE + "[upstream]\ndomain = 'pbx'\n", "upstream.proxy: required"),
+        (BASE + "[upstream]\nproxy = 'sctp:1.2.3.4:5060'\n", "upstream.proxy:"),
+        (BASE + "[upstream]\nproxy = 'pbx.example.com:5060'\n", "upstream.proxy: 'pbx.example.com' in"),
+        (BASE + "[upstream]\nproxy = 'udp:1.2.3.4:5060'\ntimeout = 0\n", "upstream.timeout: 0 is out of range"),
+        (BASE + "[upstream]\nproxy = 'udp:1.2.3.4:5060'\nregister_expires = 10\n", "upstream.register_expires: 10 is out"),
+        (BASE + "[upstream]\nproxy = 'udp:1.2.3.4:5060'\nregistrar = 'x'\n", "upstream.registrar: unknown key"),
+        (BASE + "[accounts.alice]\npassword = 'p'\n", "accounts: PBX accounts need an [upstream] section"),
+        (BASE + "[upstream]\nproxy = 'udp:1.2.3.4:5060'\n[accounts.alice]\nusername = '1001'\n", "accounts.alice.password: required"),
+        (BASE + "[upstream]\nproxy = 'udp:1.2.3.4:5060'\n[accounts.'a b']\npassword = 'p'\n", "accounts.a b: not a valid SIP user"),
+    ],
+)
+def test_pbx_mode_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    assert key in error_of(tmp_path, text)
+
+
+def test_pbx_mode_defaults_and_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    """[upstream] defaults (domain from the proxy, UDP when no transport) and [accounts] usernames."""
+    config = load_config(write(tmp_path, BASE + "[upstream]\nproxy = '192.0.2.10:5080'\n[accounts.alice]\npassword = 'pbx-pw'\n"))
+    assert config.upstream is not None
+    assert config.upstream.proxy == ListenAddress("udp", "192.0.2.10", 5080)
+    assert (config.upstream.domain, config.upstream.register_expires, config.upstream.timeout) == ("192.0.2.10", 600, 5.0)
+    assert config.accounts["alice"].username == "alice"
+    assert "pbx-pw" not in repr(config)
+    assert load_config(write(tmp_path, BASE)).upstream is None

@@ -1,0 +1,289 @@
+"""PBX mode ([upstream]) of a real telebridge process, with SIPp playing the PBX.
+
+The PBX challenges everything telebridge sends it and checks the digest
+with the server-side credentials of ``[accounts.alice]`` (SIPp's
+``verifyauth``): a scenario only completes when telebridge answered the
+challenge correctly and, for calls, when its BYE arrived. Browsers are
+tests/e2e/ws_ua.py user agents with aiortc media.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Generator, Iterator
+
+import pytest
+import pytest_twisted
+
+from tests.e2e.harness import LOOPBACK, Gateway, free_port, start_sipp
+from telebridge.sip.message import Request
+from tests.e2e.peer_process import AIORTC_PEER, start_peer
+from tests.e2e.test_calls import answered_call, assert_released, metrics
+from tests.e2e.ws_ua import WsUserAgent, answer_request
+
+pytestmark = pytest.mark.e2e
+
+PBX_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def pbx_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, pbx_port: int, loopback_only: None) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp("gateway"))
+    gw.write_config(
+        "[media]\nport_min = 43200\nport_max = 43299\n"
+        f'[upstream]\nproxy = "udp:{LOOPBACK}:{pbx_port}"\ndomain = "pbx.test"\ntimeout = {PBX_TIMEOUT}\n'
+        '[accounts.alice]\nusername = "1001"\npassword = "pbx-secret-1001"\n'
+    )
+    gw.start()
+    yield gw
+    gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+def start_pbx(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path, *extra: str) -> subprocess.Popen[str]:
+    """SIPp as the PBX, listening on the port telebridge's [upstream] names (waited for: a
+    slow start would look like a PBX that is down)."""
+    sipp = start_sipp(gateway, scenario, workdir, ["-p", str(pbx_port), "-timeout", "40s", *extra])
+    deadline = time.monotonic() + 10
+    while not udp_port_taken(pbx_port):
+        assert sipp.poll() is None and time.monotonic() < deadline, "SIPp did not start listening"
+        time.sleep(0.05)
+    return sipp
+
+
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def finish(sipp: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, str]:
+    try:
+        output, _ = sipp.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        sipp.kill()
+        output, _ = sipp.communicate()
+    return sipp.returncode, output
+
+
+def wait_for_gauge(gateway: Gateway, name: str, value: float, timeout: float = 5.0) -> float:
+    deadline = time.monotonic() + timeout
+    while (current := metrics(gateway).get(name)) != value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return current  # type: ignore[return-value]
+
+
+def test_browser_registration_is_mirrored_to_the_pbx_with_server_side_credentials(
+    gateway: Gateway, pbx_port: int, tmp_path: Path
+) -> None:
+    """Issue 4 §3: the browser's REGISTER gets 200 only after the PBX's
+    (challenged, answered with [accounts.alice]); un-registering the browser
+    un-registers upstream (the PBX scenario ends only on Expires: 0)."""
+    pbx = start_pbx(gateway, "pbx_registrar.xml", pbx_port, tmp_path)
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        response = ua.register()
+        assert response.status == 200, response
+        assert "pbx-secret" not in response.to_bytes().decode()
+        assert metrics(gateway)["upstream_registrations"] == 1
+        assert ua.register(expires=0).status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert wait_for_gauge(gateway, "upstream_registrations", 0) == 0
+        assert metrics(gateway)["upstream_timers"] == 0
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+
+
+def test_closing_the_last_tab_unregisters_upstream(gateway: Gateway, pbx_port: int, tmp_path: Path) -> None:
+    pbx = start_pbx(gateway, "pbx_registrar.xml", pbx_port, tmp_path)
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        assert ua.register().status == 200
+        ua.close(1001)
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert wait_for_gauge(gateway, "upstream_registrations", 0) == 0
+    finally:
+        if pbx.poll() is None:
+            pbx.kill()
+
+
+def test_user_without_pbx_account_is_refused(gateway: Gateway) -> None:
+    ua = WsUserAgent("mallory", gateway.web_port)
+    try:
+        response = ua.register()
+        assert response.status == 403 and "no PBX account" in response.reason, response
+        assert metrics(gateway)["registrar_bindings"] == 0
+    finally:
+        ua.close()
+
+
+def test_pbx_down_gives_503_to_register(gateway: Gateway) -> None:
+    """Issue 4 acceptance: the PBX is down -> 503 within the configured timeout; nothing is left."""
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        started = time.monotonic()
+        response = ua.register()
+        assert response.status == 503, response
+        assert time.monotonic() - started < PBX_TIMEOUT + 2
+    finally:
+        ua.close()
+    assert metrics(gateway)["registrar_bindings"] == 0
+    assert wait_for_gauge(gateway, "upstream_timers", 0) == 0
+    assert_released(gateway)
+
+
+@pytest_twisted.inlineCallbacks
+def test_pbx_down_gives_503_to_a_real_call(gateway: Gateway) -> Generator[Any, Any, None]:
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        started = time.monotonic()
+        ua.invite("1002", offer["offer"])
+        response = ua.final_response()
+        assert response.status == 503, response
+        assert time.monotonic() - started < PBX_TIMEOUT + 2
+        assert_released(gateway)
+    finally:
+        ua.close()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_call_through_the_pbx_answers_its_challenge_and_audio_flows(
+    gateway: Gateway, pbx_port: int, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """Issue 4 §3: the call goes to the PBX, whose 401 telebridge answers with
+    the user's PBX credentials; audio both ways; the BYE reaches the PBX."""
+    pbx = start_pbx(gateway, "pbx_answers.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = answered_call(ua, "1002", offer, peer, 3)
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["frames"] > 80 and result["rms"] > 300, result
+        assert call.bye().status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pbx_call_rings_every_tab_first_answer_wins_the_other_is_cancelled(
+    gateway: Gateway, pbx_port: int, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """Issue 4 §3: the PBX's INVITE for alice reaches both of her tabs; the
+    first to answer gets the call with audio both ways, the other gets
+    CANCEL; the PBX's BYE ends it; closing the tabs un-registers upstream."""
+    pbx = start_pbx(gateway, "pbx_calls_browser.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    first, second = WsUserAgent("alice", gateway.web_port), WsUserAgent("alice", gateway.web_port)
+    peer = start_peer(AIORTC_PEER, "answer")
+    try:
+        assert first.register().status == 200
+        assert second.register().status == 200
+        assert metrics(gateway)["upstream_registrations"] == 1
+        invites = [tab.receive() for tab in (first, second)]
+        for tab, invite in zip((first, second), invites):
+            assert isinstance(invite, Request) and invite.method == "INVITE", invite
+            assert b"UDP/TLS/RTP/SAVPF" in invite.body
+            tab.send(answer_request(invite, 180, f"tab{id(tab)}"))
+        peer.send({"offer": invites[0].body.decode(), "seconds": 3})
+        answer = yield peer.receive(timeout=30)
+        first.send(answer_request(invites[0], 200, f"tab{id(first)}", answer["answer"]))
+        cancel = second.receive()
+        assert isinstance(cancel, Request) and cancel.method == "CANCEL" and cancel.branch == invites[1].branch, cancel
+        second.send(answer_request(cancel, 200, f"tab{id(second)}"))
+        second.send(answer_request(invites[1], 487, f"tab{id(second)}"))
+        ack = first.receive()
+        assert isinstance(ack, Request) and ack.method == "ACK", ack
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["frames"] > 80 and result["rms"] > 300, result
+        bye = first.receive()
+        assert isinstance(bye, Request) and bye.method == "BYE", bye
+        first.send(answer_request(bye, 200, f"tab{id(first)}"))
+        assert_released(gateway)
+        first.close(1001)
+        second.close(1001)
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert wait_for_gauge(gateway, "upstream_registrations", 0) == 0
+    finally:
+        first.close()
+        second.close()
+        if pbx.poll() is None:
+            pbx.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_telebridge_refreshes_the_session_toward_the_pbx_itself(
+    gateway: Gateway, pbx_port: int, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """INTEROP.md session timers: the PBX's 2xx makes telebridge the refresher
+    (4 s here); its UPDATEs reach the PBX while the browser sends nothing."""
+    pbx = start_pbx(gateway, "pbx_session_refresh.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = answered_call(ua, "1002", offer, peer, 5)
+        assert "Session-Expires" not in call.answer.to_bytes().decode()  # the browser did not ask
+        yield peer.receive(timeout=30)
+        assert call.bye().status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_pbx_that_stops_refreshing_has_its_call_ended_on_both_sides(
+    gateway: Gateway, pbx_port: int, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """RFC 4028 §10: the PBX said it refreshes (3 s) and never does: the call
+    ends, with BYE to the PBX and to the browser."""
+    pbx = start_pbx(gateway, "pbx_session_expires.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        answered_call(ua, "1002", offer, peer, 1)
+        bye = ua.receive()
+        assert isinstance(bye, Request) and bye.method == "BYE", bye
+        ua.send(answer_request(bye, 200, "alicetag"))
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+        assert "session timer expired" in gateway.log_text()
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+        yield peer.stop()
