@@ -24,11 +24,19 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# npm (for the JsSIP test client) is its own package with Debian's nodejs
+# but comes inside nodejs from NodeSource, which conflicts with Debian's npm.
+if [ "$mode" = test ] && ! command -v npm >/dev/null; then
+    apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = test ]; then
     .venv/bin/python -m pip install -q -e ".[test]"
+    # JsSIP and esbuild for tests/e2e/test_jssip.py, as package-lock.json
+    # pins them; installed here because the tests run without internet.
+    (cd tests/e2e/jssip && npm ci --no-audit --no-fund --loglevel=error)
 else
     .venv/bin/python -m pip install -q .
 fi

@@ -8,6 +8,10 @@ JSON line on stdout each (commands run concurrently; ids pair them up):
   -> {"id": 1, "op": "open", "page": "alice", "url": "https://127.0.0.1:PORT/?user=alice&dev=1"}
   <- {"id": 1, "ok": true, "value": null}       or  {"id": 1, "ok": false, "error": "..."}
 
+"open_blank" opens a page without waiting for window.softphone, and
+"add_script" ({"page": ..., "path": FILE}) runs a local script in it: a
+test page of our own (a SIP library, say) under the gateway's origin.
+
 Imported, it gives the test side two clients with the same page methods:
 :class:`SoftphoneBrowser` blocks (plain pytest tests: the gateway is a
 separate process); :class:`TwistedSoftphoneBrowser` returns Deferreds
@@ -48,12 +52,13 @@ FLAGS = [
 ]
 MAX_FRAMES = 500
 
-# The dominant frequency of the remote audio: a WebAudio AnalyserNode on
-# softphone.remoteStream, power spectra summed over the window, the peak
-# bin refined by parabolic interpolation of its neighbours' dB values.
-FREQUENCY = """async (seconds) => {
-  const stream = window.softphone.remoteStream;
-  if (!stream) throw new Error("no remote stream");
+# The dominant frequency of a page's remote audio: a WebAudio AnalyserNode
+# on the MediaStream at a property path under window (a path, not code: the
+# softphone page's CSP forbids eval), power spectra summed over the window,
+# the peak bin refined by parabolic interpolation of its neighbours' dB values.
+FREQUENCY = """async ([seconds, path]) => {
+  const stream = path.split(".").reduce((object, key) => object && object[key], window);
+  if (!stream) throw new Error(`no remote stream at window.${path}`);
   const context = new AudioContext();
   await context.resume();
   const source = context.createMediaStreamSource(stream);
@@ -222,13 +227,17 @@ class SoftphonePage:
         """Close the WebSocket abnormally (code 4000): the page reconnects."""
         return self.evaluate("() => window.softphone.dropSocket()")
 
-    def frequency(self, seconds: float = 1.0) -> Any:
-        """The remote audio's dominant frequency: {"hz", "level" (dB), "rms", "frames"}."""
-        return self._request("eval", page=self.name, expression=FREQUENCY, arg=seconds, timeout=seconds + 15)
+    def frequency(self, seconds: float = 1.0, stream: str = "softphone.remoteStream") -> Any:
+        """The dominant frequency of the remote audio at ``window.<stream>``: {"hz", "level" (dB), "rms", "frames"}."""
+        return self._request("eval", page=self.name, expression=FREQUENCY, arg=[seconds, stream], timeout=seconds + 15)
 
     def stats(self) -> Any:
         """getStats(): inbound-rtp (ssrc, audioLevel, ...), outbound-rtp, the selected pair's candidate types."""
         return self.evaluate(STATS)
+
+    def add_script(self, path: Path) -> Any:
+        """Run the script file ``path`` in the page (a ``<script>`` element with its text)."""
+        return self._request("add_script", page=self.name, path=str(path))
 
     def frames(self) -> Any:
         """SIP frames over the page's WebSockets so far: [{"dir": "sent"|"received", "data": text}]."""
@@ -286,6 +295,18 @@ class SoftphoneBrowser(_Browser):
     def open(self, name: str, url: str) -> SoftphonePage:
         """Open the page in a fresh browser context, once window.softphone exists."""
         self.request("open", page=name, url=url)
+        return SoftphonePage(self.request, name)
+
+    def open_blank(self, name: str, url: str) -> SoftphonePage:
+        """Open ``url`` in a fresh browser context as it is (any status), for scripts of our own.
+
+        A URL the gateway answers 404 gives a page of its origin without the
+        softphone page's CSP (which forbids inline scripts): add_script()
+        then loads a SIP library there that uses the gateway as same-origin.
+        Chromium's local-network checks refuse a page fulfilled by the driver
+        itself a WebSocket to 127.0.0.1, so the page must come from the gateway.
+        """
+        self.request("open_blank", page=name, url=url)
         return SoftphonePage(self.request, name)
 
     def request(self, op: str, timeout: float = 30, **args: Any) -> Any:
@@ -417,8 +438,9 @@ async def _serve(wav: str | None) -> None:
         sys.stdout.write(json.dumps({"id": ident, "ok": ok, key: value}) + "\n")
         sys.stdout.flush()
 
-    async def open_page(name: str, url: str) -> None:
+    async def new_page(name: str) -> Any:
         context = await browser.new_context(ignore_https_errors=True)
+
         page = await context.new_page()
         pages[name], frames[name], errors[name] = page, [], []
 
@@ -434,8 +456,16 @@ async def _serve(wav: str | None) -> None:
         page.on("websocket", on_websocket)
         page.on("pageerror", lambda error: errors[name].append(f"uncaught: {error}"))
         page.on("console", lambda message: message.type == "error" and errors[name].append(message.text))
+        return page
+
+    async def open_page(name: str, url: str) -> None:
+        page = await new_page(name)
         await page.goto(url)
         await wait_for(page, "window.softphone !== undefined", 15)
+
+    async def open_blank(name: str, url: str) -> None:
+        page = await new_page(name)
+        await page.goto(url)
 
     async def wait_for(page: Any, condition: str, timeout: float) -> None:
         # Polled with evaluate: wait_for_function builds its predicate with
@@ -451,6 +481,11 @@ async def _serve(wav: str | None) -> None:
         op, name, timeout_ms = command["op"], command.get("page"), command.get("timeout", 30) * 1000
         if op == "open":
             return await open_page(name, command["url"])
+        if op == "open_blank":
+            return await open_blank(name, command["url"])
+        if op == "add_script":
+            await pages[name].add_script_tag(path=command["path"])
+            return None
         if op == "eval":
             return await asyncio.wait_for(pages[name].evaluate(command["expression"], command.get("arg")), timeout_ms / 1000)
         if op == "wait":

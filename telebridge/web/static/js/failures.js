@@ -3,6 +3,8 @@
 
 export const TOKEN_REFUSED = "the gateway refused your token";
 export const CONNECTION_LOST = "the connection to the gateway was lost";
+export const TURN_REFUSED = "the TURN server refused the softphone's credentials";
+export const NO_MEDIA_PATH = "the browser found no network path for the call's audio";
 
 const TEXTS = {
   400: "the gateway could not read the request",
@@ -57,6 +59,9 @@ export function describeMediaError(error) {
       return "no microphone was found";
     case "NotReadableError":
       return "the microphone is in use by another program";
+    case "NoCandidates":
+      // STUN error 401 (RFC 8489 §14.8) from a TURN server: wrong or expired credentials.
+      return error.turnErrors.includes(401) ? TURN_REFUSED : NO_MEDIA_PATH;
     default:
       return `the browser could not set up the call's media (${error && error.message})`;
   }

@@ -10,6 +10,21 @@
 //   never overtakes the 183's provisional one still being applied.
 // * bundlePolicy "balanced" and rtcpMuxPolicy "require", as telebridge's
 //   ICE-lite side expects; iceTransportPolicy "relay" when asked (TURN tests).
+// * An offer or answer without a single candidate is refused with
+//   NoCandidates: an ICE-lite gateway never sends checks itself (RFC 8445
+//   §2.5), so the call could never connect and would sit silent. It happens
+//   when relay-only media meets a TURN server that refuses our credentials
+//   or cannot be reached (the icecandidateerror codes tell which).
+
+// ICE gathering ended with no candidate; `turnErrors` are the STUN error
+// codes the TURN servers answered with (401: credentials refused).
+export class NoCandidates extends Error {
+  constructor(turnErrors) {
+    super(`no ICE candidates (TURN errors: ${turnErrors.join(", ") || "none"})`);
+    this.name = "NoCandidates";
+    this.turnErrors = turnErrors;
+  }
+}
 
 export class MediaSession {
   constructor({ iceServers = [], relayOnly = false, gatherTimeoutMs = 5000, onRemoteStream = () => {} } = {}) {
@@ -26,6 +41,7 @@ export class MediaSession {
     this.remoteStream = null;
     this.transceiver = null;
     this.agreedDirection = "sendrecv";
+    this.turnErrors = [];
     this.chain = Promise.resolve();
   }
 
@@ -46,6 +62,7 @@ export class MediaSession {
     // answered call sends our microphone rather than nothing.
     const sender = this.pc.addTrack(track, this.localStream);
     this.transceiver = this.pc.getTransceivers().find((t) => t.sender === sender);
+    this.pc.addEventListener("icecandidateerror", (event) => this.turnErrors.push(event.errorCode));
     this.pc.addEventListener("track", (event) => {
       this.remoteStream = event.streams[0] ?? new MediaStream([event.track]);
       this.onRemoteStream(this.remoteStream);
@@ -58,8 +75,7 @@ export class MediaSession {
     return this.serial(async () => {
       if (direction) this.transceiver.direction = direction;
       await this.pc.setLocalDescription(await this.pc.createOffer());
-      await this.gathered();
-      return this.pc.localDescription.sdp;
+      return this.gatheredSdp();
     });
   }
 
@@ -67,9 +83,9 @@ export class MediaSession {
     return this.serial(async () => {
       await this.pc.setRemoteDescription({ type: "offer", sdp });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered();
+      const answer = await this.gatheredSdp();
       this.agreedDirection = this.transceiver.direction;
-      return this.pc.localDescription.sdp;
+      return answer;
     });
   }
 
@@ -111,6 +127,14 @@ export class MediaSession {
   close() {
     if (this.pc) this.pc.close();
     for (const track of this.localStream ? this.localStream.getTracks() : []) track.stop();
+  }
+
+  // Our local description once gathering is over, refused without candidates.
+  async gatheredSdp() {
+    await this.gathered();
+    const sdp = this.pc.localDescription.sdp;
+    if (!/^a=candidate:/m.test(sdp)) throw new NoCandidates(this.turnErrors);
+    return sdp;
   }
 
   gathered() {

@@ -1,0 +1,104 @@
+"""JsSIP 3.13, the SIP stack most WebRTC apps embed, against a real gateway in headless Chromium.
+
+The app side is tests/e2e/jssip/client.js: JsSIP configured with the
+gateway's WebSocket URL (``?token=JWT``) and the user's URI, nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.gateway_web import assert_calls_released, token, websocket_url
+from tests.e2e.harness import LOOPBACK, Gateway
+from tests.e2e.jssip_page import bundle_jssip, open_jssip_page
+from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
+
+pytestmark = pytest.mark.e2e
+
+TONE_HZ = 523
+# The fake microphone's tone is at half scale; silence is 0.
+SILENCE_RMS = 0.01
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp("gateway"))
+    gw.write_config()
+    gw.start()
+    yield gw
+    gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+@pytest.fixture(scope="module")
+def jssip_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JsSIP as one browser script, made once per run (outside the tree, so parallel runs cannot collide)."""
+    return bundle_jssip(tmp_path_factory.mktemp("jssip"))
+
+
+@pytest.fixture(scope="module")
+def browser(loopback_only: None) -> Iterator[SoftphoneBrowser]:
+    # 523 Hz: a whole number of cycles in the one-second loop, so no click.
+    with SoftphoneBrowser(tone_hz=TONE_HZ) as b:
+        yield b
+
+
+def _messages(page: SoftphonePage, direction: str, start: str) -> list[str]:
+    return [f["data"] for f in page.frames() if f["dir"] == direction and f["data"].startswith(start)]
+
+
+def _uncaught(page: SoftphonePage) -> list[str]:
+    return [e for e in page.errors() if e.startswith("uncaught")]
+
+
+def test_jssip_registers_and_hears_its_tone_from_echo(
+    gateway: Gateway, jssip_bundle: Path, browser: SoftphoneBrowser
+) -> None:
+    """JsSIP with only the token URL and sip:alice@127.0.0.1: REGISTER gets 200, the echo call
+    is confirmed, the remote track carries our own tone, and BYE leaves nothing behind."""
+    page = open_jssip_page(browser, gateway, jssip_bundle, "jssip-alice")
+    try:
+        page.evaluate("(config) => window.jssipClient.start(config)", {
+            "wsUrl": websocket_url(gateway, "alice"), "uri": f"sip:alice@{LOOPBACK}",
+        })
+        page.wait_for("window.jssipClient.state.registration !== 'registering'")
+        state = page.evaluate("window.jssipClient.state")
+        assert state["registerStatus"] == 200, state
+        page.evaluate("(target) => window.jssipClient.call(target)", f"sip:echo@{LOOPBACK}")
+        page.wait_for("window.jssipClient.state.call !== 'calling'", timeout=20)
+        state = page.evaluate("window.jssipClient.state")
+        assert state["call"] == "connected", state
+        heard = page.frequency(1.5, stream="jssipClient.remoteStream")
+        assert abs(heard["hz"] - TONE_HZ) <= 15 and heard["rms"] > SILENCE_RMS, heard
+        page.evaluate("() => window.jssipClient.hangup()")
+        page.wait_for("window.jssipClient.state.call === 'ended'")
+        assert _uncaught(page) == []
+        page.evaluate("() => window.jssipClient.stop()")
+    finally:
+        page.close()
+    assert_calls_released(gateway)
+
+
+def test_jssip_authorization_jwt_register_gets_200(
+    gateway: Gateway, jssip_bundle: Path, browser: SoftphoneBrowser
+) -> None:
+    """JsSIP's authorization_jwt puts ``Authorization: Bearer <JWT>`` on REGISTER (RFC 8898 §2.2):
+    the gateway's registrar accepts it with 200."""
+    jwt = token("bob")
+    page = open_jssip_page(browser, gateway, jssip_bundle, "jssip-bob")
+    try:
+        page.evaluate("(config) => window.jssipClient.start(config)", {
+            "wsUrl": websocket_url(gateway, "bob"), "uri": f"sip:bob@{LOOPBACK}", "authorizationJwt": f"Bearer {jwt}",
+        })
+        page.wait_for("window.jssipClient.state.registration !== 'registering'")
+        (register,) = _messages(page, "sent", "REGISTER ")
+        assert re.search(rf"^Authorization: Bearer {re.escape(jwt)}\r?$", register, re.MULTILINE), register
+        state = page.evaluate("window.jssipClient.state")
+        assert state["registerStatus"] == 200, state
+        page.evaluate("() => window.jssipClient.stop()")
+    finally:
+        page.close()
