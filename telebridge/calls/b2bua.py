@@ -257,7 +257,7 @@ class Call:
 
     def _refresh_every(self, leg: PlacedLeg, delay: float) -> None:
         def refresh() -> None:
-            leg.refresh(lambda: self.end("the PBX lost the session (refresh failed)"))
+            leg.refresh(self.media.current_plain_sdp(), lambda: self.end("the PBX lost the session (refresh failed)"))
             self._arm("refresh", delay, refresh)
 
         self._arm("refresh", delay, refresh)
@@ -332,7 +332,27 @@ class Call:
         if tag_leg is not None:
             response.headers.add("Contact", tag_leg.contact if isinstance(tag_leg, AnsweringLeg) else _contact_of(tag_leg))
         with_body(response, answer)
+        if browser:
+            self._pass_direction_on(request.body)
         return response
+
+    def _pass_direction_on(self, browser_offer: bytes) -> None:
+        """A browser's hold or resume goes on to the SIP side (so a PBX plays music on hold)."""
+        reoffer = self.media.sip_reoffer(browser_offer)
+        if reoffer is None:
+            return
+
+        def answered(response: Response) -> None:
+            if 200 <= response.status < 300 and response.body:
+                self.media.sip_reanswer(response.body)
+            elif response.status in (408, 481):
+                self.end(f"the SIP side lost the call ({response.status} to a re-INVITE)")
+
+        if self.caller_is_browser:
+            if self.winner is not None:
+                self.winner.reinvite(reoffer, answered)
+        else:
+            self.answering.reinvite(reoffer, answered)
 
     def acked(self, ack: Request) -> None:
         if ack.to_tag == self.answering.tag:

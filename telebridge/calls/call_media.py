@@ -110,6 +110,8 @@ class CallMedia:
         self._browser_answer: bytes | None = None
         self._plain_answer: bytes | None = None
         self._sip_answer: SessionDescription | None = None
+        #: The plain SDP the SIP side last got from us (our offer or our answer).
+        self._plain_sent: SessionDescription | None = None
         self._audio = 0
         self._transport: WebrtcTransport | None = None
 
@@ -137,6 +139,7 @@ class CallMedia:
             offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id
         )
         self._browser_offer = offer
+        self._plain_sent = plain_offer
         return str(plain_offer).encode()
 
     def answer_from_sip(self, sdp: bytes) -> bytes:
@@ -201,6 +204,7 @@ class CallMedia:
             self._plain_offer, answer, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
         )
         self._plain_answer = str(plain).encode()
+        self._plain_sent = plain
         return self._plain_answer
 
     # -- later offers from the SIP side (hold, refresh, codec re-offer) ------------
@@ -229,6 +233,45 @@ class CallMedia:
             self.bridge.webrtc.ice.set_remote_credentials(*credentials)
         answer = webrtc_answer_from_plain(offer, agreed, self._transport, self.session_id)
         return str(answer).encode()
+
+    def sip_reoffer(self, browser_sdp: bytes) -> bytes | None:
+        """The re-offer for the SIP side when the browser's re-offer changes its direction
+        (hold, resume), so the PBX can play music on hold; ``None`` when nothing changed."""
+        try:
+            offer = parse_sdp(browser_sdp)
+        except (SdpError, UnicodeDecodeError):
+            return None
+        last = self._plain_sent
+        if last is None or len(offer.media) <= self._audio or len(last.media) <= self._audio:
+            return None
+        wanted = offer.media[self._audio].direction
+        if last.media[self._audio].direction == wanted:
+            return None
+        media = [Media(m.kind, m.port, m.proto, list(m.formats), m.port_count, list(m.lines)) for m in last.media]
+        audio = media[self._audio]
+        for direction in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            audio.remove_attribute(direction)
+        audio.lines.append(("a", wanted))
+        self._plain_sent = SessionDescription(_next_version(last.lines), media)
+        return str(self._plain_sent).encode()
+
+    def current_plain_sdp(self) -> bytes | None:
+        """What the SIP side last got from us, for a session refresh that changes nothing."""
+        return str(self._plain_sent).encode() if self._plain_sent is not None else None
+
+    def sip_reanswer(self, sdp: bytes) -> None:
+        """The SIP side's answer to our re-offer: follow its address if it moved."""
+        try:
+            answer = parse_sdp(sdp)
+        except (SdpError, UnicodeDecodeError):
+            return
+        if self.bridge is None or len(answer.media) <= self._audio or not answer.media[self._audio].port:
+            return
+        try:
+            remote = _address(answer, answer.media[self._audio])
+        except MediaRefused:
+            return
+        self.bridge.plain.set_remote(remote, self.reactor.seconds())  # type: ignore[attr-defined]
 
     @property
     def _sip_side(self) -> SessionDescription | None:
@@ -274,6 +317,18 @@ class CallMedia:
         self.bridge = MediaBridge(self.reactor, self.pool, webrtc, plain, interface=self.address, on_end=self.on_end)
         self.bridge.expect_media(False)
         self._transport = WebrtcTransport(ufrag, pwd, self.certificate.fingerprint, self.address, self.bridge.webrtc_port)
+
+
+def _next_version(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Session lines with the o= version one higher: a changed SDP (RFC 3264 §8)."""
+    out = []
+    for kind, value in lines:
+        fields = value.split()
+        if kind == "o" and len(fields) == 6 and fields[2].isdigit():
+            fields[2] = str(int(fields[2]) + 1)
+            value = " ".join(fields)
+        out.append((kind, value))
+    return out
 
 
 def _mirror_direction(offer: SessionDescription) -> SessionDescription:

@@ -145,6 +145,11 @@ class AnsweringLeg:
         """End the confirmed dialog from our side."""
         send_bye(self.stack, self.dialog, self.flow)
 
+    def reinvite(self, body: bytes, on_response: Callable[[Response], None]) -> None:
+        """A re-INVITE to the caller (we are the UAS of its dialog, but may offer too)."""
+        if self.dialog is not None:
+            send_reinvite(self.stack, self.dialog, self.flow, body, [], on_response, lambda ack: None)
+
 
 class PlacedLeg:
     """A callee's side: we are the UAC of an INVITE we send."""
@@ -246,26 +251,35 @@ class PlacedLeg:
         # A 2xx without Session-Expires leaves the refreshing to us (RFC 4028 §7.2).
         self.session = session_timer_of(response) or SessionTimer(self.asked_session, "uac")
 
-    def refresh(self, on_failure: Callable[[], None]) -> None:
-        """Refresh the session (RFC 4028 §7.4): UPDATE if allowed, else a re-INVITE with the same SDP."""
+    def refresh(self, body: bytes | None, on_failure: Callable[[], None]) -> None:
+        """Refresh the session (RFC 4028 §7.4): UPDATE if allowed, else a re-INVITE with ``body`` unchanged."""
         if self.dialog is None or self.session is None or self.dialog.state is DialogState.TERMINATED:
             return
-        session = SessionTimer(self.session.interval, "uac").header()
-        if self.remote_allows_update:
-            request = self.dialog.new_request("UPDATE", via_for(self.flow))
-        else:
-            request = self.dialog.new_request("INVITE", via_for(self.flow), body=self.invite.body, content_type=SDP)
-        request.headers.add("Supported", "timer")
-        request.headers.add("Session-Expires", session)
+        timer = [("Supported", "timer"), ("Session-Expires", SessionTimer(self.session.interval, "uac").header())]
 
         def answered(response: Response) -> None:
-            if request.method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
-                self._ack = self.dialog.new_request("ACK", via_for(self.flow))
-                self.stack.send_ack(self._ack, self.flow)
             if response.status in (408, 481):
-                on_failure()  # the far side lost the dialog (§10)
+                on_failure()  # the far side lost the dialog (RFC 4028 §10)
 
-        self.stack.send_request(request, self.flow, answered)
+        if self.remote_allows_update:
+            update = self.dialog.new_request("UPDATE", via_for(self.flow))
+            for name, value in timer:
+                update.headers.add(name, value)
+            self.stack.send_request(update, self.flow, answered)
+        else:
+            self.reinvite(body or self.invite.body, answered, timer)
+
+    def reinvite(
+        self, body: bytes, on_response: Callable[[Response], None], headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        """A re-INVITE in this dialog; its 2xx is ACKed here (and again for a retransmission)."""
+        if self.dialog is None:
+            return
+
+        def remember_ack(ack: Request) -> None:
+            self._ack = ack
+
+        send_reinvite(self.stack, self.dialog, self.flow, body, headers or [], on_response, remember_ack)
 
     def ack(self) -> None:
         """ACK the 2xx (again, for a retransmission)."""
@@ -291,3 +305,29 @@ def send_bye(stack: SipStack, dialog: Dialog | None, flow: Flow) -> None:
         return
     bye = dialog.new_request("BYE", via_for(flow))
     stack.send_request(bye, flow, lambda response: None)
+
+
+def send_reinvite(
+    stack: SipStack,
+    dialog: Dialog,
+    flow: Flow,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    on_response: Callable[[Response], None],
+    on_ack: Callable[[Request], None],
+) -> None:
+    """Send a re-INVITE with ``body`` and ACK its 2xx (§14.1, §13.2.2.4)."""
+    if dialog.state is DialogState.TERMINATED:
+        return
+    invite = dialog.new_request("INVITE", via_for(flow), body=body, content_type=SDP)
+    for name, value in headers:
+        invite.headers.add(name, value)
+
+    def answered(response: Response) -> None:
+        if 200 <= response.status < 300:
+            ack = dialog.new_request("ACK", via_for(flow))
+            stack.send_ack(ack, flow)
+            on_ack(ack)
+        on_response(response)
+
+    stack.send_request(invite, flow, answered)

@@ -287,3 +287,42 @@ def test_a_pbx_that_stops_refreshing_has_its_call_ended_on_both_sides(
         if pbx.poll() is None:
             pbx.kill()
         yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_hold_and_resume_reach_the_pbx(gateway: Gateway, pbx_port: int, tmp_path: Path) -> Generator[Any, Any, None]:
+    """Issue 4 §1: the browser's hold (re-INVITE a=sendonly) and resume go on to
+    the PBX as re-INVITEs of its own dialog, so the PBX can play music on
+    hold; the browser gets its answers from telebridge."""
+    pbx = start_pbx(gateway, "pbx_hold.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    peer = start_peer()
+    ua = WsUserAgent("alice", gateway.web_port)
+    try:
+        offer = yield peer.receive()
+        call = answered_call(ua, "1002", offer, peer, 1)
+        yield peer.receive(timeout=30)
+        held = _next_version(offer["offer"]).replace("a=sendrecv", "a=sendonly")
+        response = call.reinvite(held)
+        assert response.status == 200 and b"a=recvonly" in response.body, response
+        response = call.reinvite(_next_version(held).replace("a=sendonly", "a=sendrecv"))
+        assert response.status == 200 and b"a=sendrecv" in response.body, response
+        assert call.bye().status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+        yield peer.stop()
+
+
+def _next_version(sdp: str) -> str:
+    """The same SDP with its o= version one higher, as a browser's re-offer has."""
+    lines = sdp.split("\r\n")
+    for i, line in enumerate(lines):
+        if line.startswith("o="):
+            fields = line.split()
+            fields[2] = str(int(fields[2]) + 1)
+            lines[i] = " ".join(fields)
+    return "\r\n".join(lines)

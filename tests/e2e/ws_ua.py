@@ -116,6 +116,20 @@ class Call:
             + "Content-Length: 0\r\n\r\n"
         )
 
+    def reinvite(self, sdp: str) -> Response:
+        """A re-INVITE in this dialog (hold, resume); its 2xx is ACKed; returns the final response."""
+        self.ua.cseq += 1
+        self.invite_cseq = self.ua.cseq
+        self.ua.send(
+            f"INVITE {self.remote_uri} SIP/2.0\r\n"
+            + self.ua._headers("INVITE", self.call_id, self.remote_uri, self.local_tag, self.remote_tag, cseq=self.invite_cseq)
+            + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp.encode())}\r\n\r\n{sdp}"
+        )
+        response = self.ua.final_response()
+        if response.status == 200:
+            self.ack(response)
+        return response
+
     def bye(self) -> Response:
         """BYE; returns the final response."""
         self.ua.send(
