@@ -1,0 +1,232 @@
+"""The softphone page in headless Chromium and baresip, a real SIP phone, through the embedded gateway.
+
+baresip registers at telebridge's own registrar with digest credentials and
+plays 1000 Hz; the page's fake microphone plays 440 Hz. What is asserted is
+what the two people on the call would notice: each hears the other's tone,
+a hang-up on one side ends the call on the other, hold and resume bring the
+sound back, a page that loses its connection for a moment keeps its call,
+and a page that is closed ends it. After every test the gateway holds no
+call, no port pair and no call timer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.baresip import Baresip
+from tests.e2e.gateway_web import assert_calls_released, page_url
+from tests.e2e.harness import LOOPBACK, Gateway
+from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
+from tests.e2e.wav_tone import Tone, dominant_tone, seconds_of
+
+pytestmark = pytest.mark.e2e
+
+PHONE_USER = "bob"
+PHONE_PASSWORD = "bob-digest-secret-for-tests"
+PAGE_TONE = 440
+PHONE_TONE = 1000
+TOLERANCE_HZ = 15
+# Full scale is 1.0; the tones play at 0.5 peak (0.35 RMS), silence is ~0.
+AUDIBLE_RMS = 0.05
+G711 = ("PCMU/8000/1", "PCMA/8000/1")
+OPUS_FIRST = ("opus/48000/2", "PCMU/8000/1")
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
+    """One telebridge in embedded mode that knows the phone's password; its log must hold no traceback."""
+    gw = Gateway(tmp_path_factory.mktemp("gateway"))
+    # MD5 only: baresip 1.0 (libre 1.1) gives up on a 401 as soon as one of
+    # its challenges names an algorithm it does not know ("Register:
+    # Function not implemented"), so the default MD5 + SHA-256 pair locks it out.
+    gw.write_config(f'\n[registrar]\ndigest_algorithms = ["MD5"]\n\n[users.{PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\n')
+    gw.start()
+    yield gw
+    gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+@pytest.fixture(scope="module")
+def browser(loopback_only: None) -> Iterator[SoftphoneBrowser]:
+    """One headless Chromium whose microphone plays 440 Hz; each page has its own context."""
+    with SoftphoneBrowser(tone_hz=PAGE_TONE) as b:
+        yield b
+
+
+@pytest.fixture
+def phone(request: pytest.FixtureRequest, gateway: Gateway, tmp_path: Path) -> Iterator[Baresip]:
+    """baresip registered at the gateway as bob, answering on its own, playing 1000 Hz;
+    G.711 unless the test asks for other codecs (``indirect`` parametrization)."""
+    codecs = getattr(request, "param", G711)
+    baresip = Baresip(
+        tmp_path / "baresip", PHONE_USER, f"{LOOPBACK}:{gateway.sip_port}", password=PHONE_PASSWORD, tone_hz=PHONE_TONE, codecs=codecs
+    )
+    try:
+        baresip.start()
+        yield baresip
+    finally:
+        baresip.stop()
+
+
+def _open(browser: SoftphoneBrowser, gateway: Gateway, user: str) -> SoftphonePage:
+    """A page signed in as ``user`` (dev token) and registered."""
+    page = browser.open(user, page_url(gateway, f"user={user}&dev=1"))
+    page.wait_state(registration="registered")
+    return page
+
+
+def _assert_page_hears(page: SoftphonePage, hz: float) -> None:
+    heard = page.frequency(1.5)
+    assert abs(heard["hz"] - hz) < TOLERANCE_HZ and heard["rms"] > AUDIBLE_RMS, heard
+
+
+def _assert_tone(tone: Tone, hz: float) -> None:
+    assert abs(tone.hz - hz) < TOLERANCE_HZ and tone.rms > AUDIBLE_RMS, tone
+
+
+def _page_calls_phone(page: SoftphonePage, phone: Baresip) -> None:
+    page.call(PHONE_USER)
+    phone.wait_event("CALL_ESTABLISHED", timeout=20)
+    page.wait_state(call="connected", timeout=20)
+
+
+def test_page_calls_baresip_audio_both_ways_and_either_side_hangs_up(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """The page dials bob (digest-registered baresip, auto-answer): the page hears 1000 Hz, baresip
+    hears 440 Hz; the page's hang-up closes the call on baresip; in a second call baresip's
+    hang-up ends the call in the page."""
+    page = _open(browser, gateway, "alice-out")
+    try:
+        _page_calls_phone(page, phone)
+        _assert_page_hears(page, PHONE_TONE)
+        assert page.stats()["inbound"]["codec"] == "audio/PCMU"
+        _assert_tone(dominant_tone(phone.wait_for_audio(1.5)), PAGE_TONE)
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        page.wait_state(call="ended")
+        assert_calls_released(gateway)
+
+        _page_calls_phone(page, phone)
+        phone.hangup()
+        page.wait_state(call="ended", timeout=5)
+        assert page.last_error() == ""
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("phone", [OPUS_FIRST], indirect=True, ids=["opus"])
+def test_baresip_calls_the_page_audio_both_ways(gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip) -> None:
+    """bob dials the browser user (digest on the INVITE too) offering Opus first; the page rings,
+    answers, and each side hears the other's tone over Opus, relayed as it is."""
+    page = _open(browser, gateway, "alice-in")
+    try:
+        phone.dial(f"sip:alice-in@{LOOPBACK}:{gateway.sip_port}")
+        page.wait_state(call="incoming", timeout=20)
+        page.answer()
+        page.wait_state(call="connected", timeout=20)
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _assert_page_hears(page, PHONE_TONE)
+        assert page.stats()["inbound"]["codec"] == "audio/opus"
+        _assert_tone(dominant_tone(phone.wait_for_audio(1.5)), PAGE_TONE)
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+def _packets_received(rtcp_event: dict[str, Any]) -> int:
+    """Packets baresip had received from the gateway when this RTCP sender report came."""
+    return int(rtcp_event["rtcp_stats"]["rx"]["sent"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="gateway bug: a call held from the SIP side ends with 'media timeout' 30 s into the hold "
+    "(CallMedia.reoffer_from_sip keeps the plain leg's RTP timeout running; see the report)",
+)
+def test_baresip_holds_for_30_s_and_resumes_with_audio_both_ways(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """bob holds (re-INVITE a=sendonly; baresip 1.0 then sends nothing), 30 s pass, bob resumes
+    (a=sendrecv): the call is still there, the page hears 1000 Hz again from the SSRC it heard
+    before, and the page's audio reaches baresip again."""
+    page = _open(browser, gateway, "alice-hold")
+    try:
+        _page_calls_phone(page, phone)
+        _assert_page_hears(page, PHONE_TONE)
+        _assert_tone(dominant_tone(phone.wait_for_audio(1.0)), PAGE_TONE)
+        ssrc = page.stats()["inbound"]["ssrc"]
+
+        phone.hold()
+        phone.wait_event("CALL_REMOTE_SDP", param="answer", timeout=10)
+        # Nothing to wait for: a held call is silent; the point is that it stays up.
+        time.sleep(30)
+        assert phone.events("CALL_CLOSED") == [], "the gateway ended the held call"
+        assert page.state()["call"] == "connected"
+        phone.resume()
+        phone.wait_event("CALL_REMOTE_SDP", param="answer", timeout=10)
+        _assert_page_hears(page, PHONE_TONE)
+        assert page.stats()["inbound"]["ssrc"] == ssrc
+        # baresip 1.0 stops its received-audio recording at the hold (see
+        # Baresip.recordings): its receive count between two RTCP reports
+        # (5 s apart) that both came after the resume is the witness here.
+        first = _packets_received(phone.wait_event("CALL_RTCP", fresh=True, timeout=12))
+        second = _packets_received(phone.wait_event("CALL_RTCP", timeout=12))
+        assert second - first > 100, (first, second)
+
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+def test_page_reconnects_mid_call_and_the_call_goes_on(gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip) -> None:
+    """The page's WebSocket drops abnormally mid-call; the page re-registers as the same instance
+    within the grace; both sides still hear each other and baresip never got a BYE until the
+    page hangs up."""
+    page = _open(browser, gateway, "alice-drop")
+    try:
+        _page_calls_phone(page, phone)
+        recording = phone.wait_for_audio(1.0)
+        instance = page.evaluate("window.softphone.instanceId")
+
+        page.drop_socket()
+        page.wait_for("window.softphone.state.registration !== 'registered'", timeout=5)
+        page.wait_state(registration="registered", timeout=15)
+        assert page.evaluate("window.softphone.instanceId") == instance
+        assert page.state()["call"] == "connected"
+        reconnected = seconds_of(recording)
+        _assert_page_hears(page, PHONE_TONE)
+        phone.wait_for_audio(reconnected + 1.5)
+        _assert_tone(dominant_tone(recording, start=reconnected), PAGE_TONE)
+        assert phone.events("CALL_CLOSED") == []
+
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+def test_closing_the_page_mid_call_sends_baresip_a_bye_within_2_s(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """A user closing the tab mid-call: baresip's call ends (BYE) within 2 s."""
+    page = _open(browser, gateway, "alice-close")
+    try:
+        _page_calls_phone(page, phone)
+    finally:
+        page.close()
+    phone.wait_event("CALL_CLOSED", timeout=2)
+    assert_calls_released(gateway)
