@@ -124,9 +124,10 @@ class RegistrarConfig:
     max_expires: int = 3600
     default_expires: int = 600
     nonce_lifetime: int = 300
-    # Challenges go out in this order and most phones answer the first one
-    # they see, so MD5 leads by default; SHA-256 clients still find theirs.
-    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    # Challenges go out in this order. MD5 alone by default: some phones
+    # (baresip 1.0) refuse the whole 401 when one challenge names an
+    # algorithm they lack; SHA-256 is an opt-in.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ Rules of operation:
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorUDP
@@ -114,6 +115,7 @@ class CallMedia:
         self._plain_sent: SessionDescription | None = None
         self._audio = 0
         self._transport: WebrtcTransport | None = None
+        self._answered = False
 
     # -- the browser offers (it calls out) -----------------------------------------
 
@@ -217,6 +219,7 @@ class CallMedia:
         media = offer.media[self._audio]
         if media.port:
             self.bridge.plain.set_remote(_address(offer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        self._follow_sip_direction(media)
         ports = _ports_for(offer, self._audio, self.bridge.plain_port)
         answer = SessionDescription(list(offer.lines), list(offer.media))
         mirrored = plain_answer_from_webrtc(offer, _mirror_direction(answer), ports, self.address, self.session_id)
@@ -229,8 +232,12 @@ class CallMedia:
         if self.bridge is None or self._transport is None or agreed is None or len(offer.media) != len(agreed.media):
             raise MediaRefused("the re-offer does not match the call")
         credentials = ice_credentials(offer, offer.media[self._audio])
-        if credentials is not None:
-            self.bridge.webrtc.ice.set_remote_credentials(*credentials)
+        ice = self.bridge.webrtc.ice
+        if credentials is not None and credentials != (ice.remote_ufrag, ice.remote_password):
+            # An ICE restart: our side takes new credentials too (RFC 8445 §9).
+            local = new_credentials()
+            ice.restart(local, credentials)
+            self._transport = replace(self._transport, ufrag=local[0], pwd=local[1])
         answer = webrtc_answer_from_plain(offer, agreed, self._transport, self.session_id)
         return str(answer).encode()
 
@@ -272,6 +279,12 @@ class CallMedia:
         except MediaRefused:
             return
         self.bridge.plain.set_remote(remote, self.reactor.seconds())  # type: ignore[attr-defined]
+        self._follow_sip_direction(answer.media[self._audio])
+
+    def _follow_sip_direction(self, media: Media) -> None:
+        """Hold and resume on the SIP side: what it receives, and whether its silence is a fault."""
+        assert self.bridge is not None
+        self.bridge.follow_plain_direction(media.direction if media.port else "inactive", self._answered)
 
     @property
     def _sip_side(self) -> SessionDescription | None:
@@ -284,6 +297,7 @@ class CallMedia:
 
     def answered(self) -> None:
         """The call is up: media timeouts start now."""
+        self._answered = True
         if self.bridge is not None:
             self.bridge.expect_media(True)
 

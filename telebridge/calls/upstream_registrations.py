@@ -181,8 +181,9 @@ class UpstreamRegistrations:
         self.counters.inc("upstream_registers_total", result=str(outcome.status))
         log.warn("registering {user} to the PBX failed: {status} {reason}", user=registration.user,
                  status=outcome.status, reason=outcome.reason)
-        self._settle(registration, outcome)
+        # Scheduled before the waiters hear of it: one of them may release the user.
         self._schedule(registration, RETRY)
+        self._settle(registration, outcome)
 
     def _schedule(self, registration: _Registration, delay: float) -> None:
         if registration.timer is not None and registration.timer.active():

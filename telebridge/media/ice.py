@@ -15,8 +15,11 @@ Rules of operation:
   (the browser moving onto a TURN relay, an ICE restart) moves it.
 * Consent (RFC 7675 §5.1): if no valid check arrives from the selected
   address for ``consent_timeout`` seconds, consent is lost and the leg ends.
-* ICE restart (RFC 8445 §9): new remote credentials from a re-offer; the
-  selected pair stays until a check with the new credentials nominates one.
+* ICE restart (RFC 8445 §9): a re-offer with new remote credentials gets
+  new local ones in our answer (:meth:`IceLiteAgent.restart`). Until a
+  check under the new credentials nominates a pair, checks under the old
+  ones are still answered, so the media on the selected pair keeps its
+  consent while the browser moves.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class IceLiteAgent:
     valid: dict[Address, float] = field(default_factory=dict)
     remote_candidates: list[str] = field(default_factory=list)
     checks_refused: int = 0
+    #: (local ufrag, local password, remote ufrag) from before an ICE restart, until it completes.
+    previous: tuple[str, str, str | None] | None = None
 
     def set_remote_credentials(self, ufrag: str, password: str) -> None:
         """From the peer's SDP; new values mean an ICE restart (RFC 8445 §9)."""
@@ -114,6 +119,13 @@ class IceLiteAgent:
         # When we offered, the peer's checks may arrive before its answer
         # does (an answerer starts checking at once): those stay valid.
 
+    def restart(self, local: tuple[str, str], remote: tuple[str, str]) -> None:
+        """Both sides' new credentials (RFC 8445 §9.1.1.1): ours for the answer, the peer's from its offer."""
+        self.previous = (self.local_ufrag, self.local_password, self.remote_ufrag)
+        self.local_ufrag, self.local_password = local
+        self.remote_ufrag, self.remote_password = remote
+        self.valid = {a: t for a, t in self.valid.items() if a == self.selected}
+
     def add_remote_candidate(self, candidate: str) -> None:
         """A trickled or SDP candidate; kept for stats, never needed to connect."""
         if len(self.remote_candidates) < 64:
@@ -128,7 +140,15 @@ class IceLiteAgent:
             return []
         if message.method != BINDING or message.cls != REQUEST:
             return []  # a lite agent sends no checks, so expects no responses
-        refusal = self._refusal(message)
+        password, current = self.local_password, True
+        refusal = self._refusal(message, self.local_ufrag, password, self.remote_ufrag)
+        if refusal is not None and self.previous is not None:
+            old_local, old_password, old_remote = self.previous
+            if self._refusal(message, old_local, old_password, old_remote) is None:
+                # A consent check on the pair in use while the browser restarts.
+                refusal, password, current = None, old_password, False
+        if refusal is None and current and message.use_candidate:
+            self.previous = None  # a nomination under the new credentials completes a restart
         if refusal is not None:
             self.checks_refused += 1
             code, reason = refusal
@@ -139,14 +159,14 @@ class IceLiteAgent:
         self.valid[source] = now
         reply = StunMessage(BINDING, SUCCESS, message.transaction_id)
         reply.add(XOR_MAPPED_ADDRESS, encode_xor_address(source[0], source[1], message.transaction_id))
-        events.append(SendTo(reply.encode(integrity_key=self.local_password.encode()), source))
-        if message.use_candidate and source != self.selected and self.state is not IceState.FAILED:
+        events.append(SendTo(reply.encode(integrity_key=password.encode()), source))
+        if message.use_candidate and current and source != self.selected and self.state is not IceState.FAILED:
             self.selected = source
             self.state = IceState.CONNECTED
             events.append(PairSelected(source))
         return events
 
-    def _refusal(self, message: StunMessage) -> tuple[int, str] | None:
+    def _refusal(self, message: StunMessage, local_ufrag: str, local_password: str, remote_ufrag: str | None) -> tuple[int, str] | None:
         try:
             username = message.username
         except StunError:
@@ -154,11 +174,11 @@ class IceLiteAgent:
         if username is None or (message.get(MESSAGE_INTEGRITY) is None and message.get(MESSAGE_INTEGRITY_SHA256) is None):
             return 400, "Bad Request"
         local, _, remote = username.partition(":")
-        if local != self.local_ufrag:
+        if local != local_ufrag:
             return 401, "Unauthorized"
-        if self.remote_ufrag is not None and remote != self.remote_ufrag:
+        if remote_ufrag is not None and remote != remote_ufrag:
             return 401, "Unauthorized"
-        if not message.check_integrity(self.local_password.encode()):
+        if not message.check_integrity(local_password.encode()):
             return 401, "Unauthorized"
         if message.get(FINGERPRINT) is not None and not message.check_fingerprint():
             return 400, "Bad Request"

@@ -187,6 +187,8 @@ class WebrtcLeg:
                 return []
             if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
                 self.stats.dropped_junk += 1
+            elif self.last_media is not None:
+                self.last_media = now  # valid RTCP says the peer is alive (RFC 3550 §6)
         else:
             self.stats.dropped_junk += 1
         return []
@@ -267,6 +269,8 @@ class PlainLeg:
         self.started: float | None = None
         self.last_media: float | None = None
         self.latched = False
+        #: Whether the peer's SDP lets it receive (not sendonly or inactive, RFC 3264 §6.1).
+        self.receiving = True
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
 
     def start(self, now: float) -> Datagrams:
@@ -277,6 +281,13 @@ class PlainLeg:
     def expect_media(self, now: float | None) -> None:
         """Start (``now``) or suspend (``None``) the media timeout."""
         self.last_media = now
+
+    def follow_direction(self, direction: str, now: float | None) -> None:
+        """The peer's SDP direction: nothing is sent to a peer that does not receive, and
+        the media timeout runs only while the call is not on hold (phones on hold often
+        send nothing at all). ``now`` is ``None`` before the call is answered."""
+        self.receiving = direction in ("sendrecv", "recvonly")
+        self.last_media = now if direction == "sendrecv" else None
 
     def set_remote(self, remote: Address, now: float) -> None:
         """The peer's address from its SDP; a NAT'd peer may still latch within the window from now."""
@@ -326,13 +337,15 @@ class PlainLeg:
                 return []
             if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
                 self.stats.dropped_junk += 1
+            elif self.last_media is not None:
+                self.last_media = now  # valid RTCP says the peer is alive (RFC 3550 §6)
         else:
             self.stats.dropped_junk += 1
         return []
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
         """RTP from the browser leg toward the SIP peer."""
-        if self.remote is None:
+        if self.remote is None or not self.receiving:
             return []
         self.outgoing.rewrite(packet, now)
         data = bytes(packet)

@@ -154,6 +154,12 @@ class MediaBridge:
         self._rearm(self.webrtc, self._webrtc_socket)
         self._rearm(self.plain, self._plain_socket)
 
+    def follow_plain_direction(self, direction: str, answered: bool) -> None:
+        """The SIP side's SDP direction (hold, resume): see :meth:`PlainLeg.follow_direction`."""
+        now = self.reactor.seconds() if answered else None  # type: ignore[attr-defined]
+        self.plain.follow_direction(direction, now)
+        self._rearm(self.plain, self._plain_socket)
+
     def _after_control(self, leg: Leg, sock: LegSocket) -> None:
         if leg.ended is not None:
             self.close(leg.ended)

@@ -213,6 +213,9 @@ class SoftphonePage:
     def hold(self) -> Any:
         return self.evaluate("() => window.softphone.hold()")
 
+    def restart_ice(self) -> Any:
+        return self.evaluate("() => window.softphone.restartIce()")
+
     def resume(self) -> Any:
         return self.evaluate("() => window.softphone.resume()")
 

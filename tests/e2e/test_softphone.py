@@ -88,6 +88,17 @@ def _token(user: str, secret: str = TOKEN_SECRET, ttl: int = 300) -> str:
     return jwt.encode({"sub": user, "exp": int(time.time()) + ttl}, secret, algorithm="HS256")
 
 
+def _received_sdp(page: SoftphonePage) -> list[str]:
+    """Bodies of the 2xx responses with SDP the page received, oldest first."""
+    return [f["data"] for f in page.frames() if f["dir"] == "received" and f["data"].startswith("SIP/2.0 200") and "\r\nv=0" in f["data"]]
+
+
+def _ufrag(message: str) -> str:
+    match = re.search(r"^a=ice-ufrag:(\S+)", message, re.MULTILINE)
+    assert match, message
+    return match.group(1)
+
+
 def _no_uncaught_errors(page: SoftphonePage) -> None:
     assert [e for e in page.errors() if e.startswith("uncaught")] == []
 
@@ -386,6 +397,17 @@ def test_call_survives_a_dropped_socket(gateway: Gateway, browser: SoftphoneBrow
         assert page.state()["call"] == "connected"
         heard = page.frequency(1.0)
         assert abs(heard["hz"] - 440) < 10, heard
+        # An ICE restart in the parked-and-resumed dialog (RFC 8445 §9): both
+        # sides change credentials and the audio goes on.
+        first_answer = _received_sdp(page)[0]
+        page.restart_ice()
+        invites = _sent(page, "INVITE ")
+        assert _ufrag(invites[-1]) != _ufrag(invites[0])
+        restart_answer = _received_sdp(page)[-1]
+        assert _ufrag(restart_answer) != _ufrag(first_answer)
+        heard = page.frequency(1.0)
+        assert abs(heard["hz"] - 440) < 10, heard
+        assert page.stats()["connection"] == "connected"
         page.hangup()
         page.wait_state(call="ended")
         log = gateway.log_text()

@@ -53,7 +53,7 @@ def test_minimal_file_gets_defaults_and_dev_tokens_off(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE))
     assert config.web.dev_tokens is False
     assert config.state_dir == tmp_path / "state"
-    assert config.registrar.digest_algorithms == ("MD5", "SHA-256")
+    assert config.registrar.digest_algorithms == ("MD5",)
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,23 @@ def test_ice_restart_forgets_old_credentials() -> None:
     assert selected == PairSelected(TURN)
 
 
+def test_ice_restart_changes_our_credentials_and_keeps_the_old_pair_until_the_new_nomination() -> None:
+    """RFC 8445 §9: both sides change credentials; consent checks on the pair in
+    use (old credentials) are still answered until a new nomination completes
+    the restart; a nomination under the old ones moves nothing."""
+    a = agent()
+    a.receive(check(nominate=True), BROWSER, 0.0)
+    a.restart(("gwnew", "gateway-new-password-0123456"), ("brnew", "browser-new-password-0123"))
+    [consent] = a.receive(check(b"\x08" * 12), BROWSER, 1.0)
+    assert parse_stun(consent.data).cls == SUCCESS  # type: ignore[union-attr]
+    assert a.receive(check(b"\x09" * 12, nominate=True), TURN, 1.5) != [] and a.selected == BROWSER
+    new = check(b"\x0a" * 12, username="gwnew:brnew", password="gateway-new-password-0123456", nominate=True)
+    [reply, selected] = a.receive(new, TURN, 2.0)
+    assert selected == PairSelected(TURN) and a.previous is None
+    [refused] = a.receive(check(b"\x0b" * 12), BROWSER, 3.0)
+    assert parse_stun(refused.data).error_code == (401, "Unauthorized")  # type: ignore[union-attr]
+
+
 def test_mdns_candidates_are_kept_not_resolved() -> None:
     """INTEROP.md: browsers send ``.local`` host candidates; they are accepted as-is."""
     a = agent()

@@ -79,6 +79,7 @@ window.softphone = {
   hangup: async () => phone.activeCall().hangup(),
   hold: () => phone.activeCall().hold(),
   resume: () => phone.activeCall().resume(),
+  restartIce: () => phone.activeCall().restartIce(),
   mute: async (muted = true) => phone.activeCall().mute(Boolean(muted)),
   sendDtmf: async (digits) => phone.activeCall().sendDtmf(String(digits)),
   dropSocket: async () => phone.dropSocket(),

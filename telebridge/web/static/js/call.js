@@ -17,7 +17,7 @@
 //   64*T1 the call ends with BYE (§13.3.1.4). A CANCEL ends it with 487.
 // * Re-INVITE from the far side: 200 with a fresh answer; 491 while our own
 //   re-INVITE is pending, 500 with Retry-After while theirs is (§14.2).
-// * Our re-INVITE (hold, resume): 491 retries after the random wait of
+// * Our re-INVITE (hold, resume, ICE restart): 491 retries after the random wait of
 //   §14.1; 408 and 481 end the call; other failures roll the offer back.
 // * The WebSocket dropping ends a call not yet connected (the gateway's
 //   INVITE transaction failed with the flow); a connected call stays, its
@@ -303,14 +303,15 @@ export class Call {
     this.onChange();
   }
 
-  // Our re-INVITE with the audio direction changed; true when it took.
-  async renegotiate(direction) {
+  // Our re-INVITE with the audio direction changed, or new ICE credentials
+  // (after a network change); true when it took.
+  async renegotiate(direction, iceRestart = false) {
     if (this.state !== "connected") throw new Error("there is no connected call");
     if (this.renegotiating || this.awaitingAck) throw new Error("the call is being renegotiated; try again");
     this.renegotiating = true;
     try {
       for (let attempt = 1; ; attempt++) {
-        const sdp = await this.media.createOffer({ direction });
+        const sdp = await this.media.createOffer({ direction, iceRestart });
         const request = this.dialog.createRequest("INVITE", {
           headers: [
             ["Contact", this.ua.contact],
@@ -363,6 +364,12 @@ export class Call {
   async resume() {
     if (this.held && (await this.renegotiate("sendrecv"))) this.held = false;
     this.onChange();
+  }
+
+  // A new ICE session on the same call (RFC 8445 §9): what a browser does
+  // when its network changed under a call.
+  async restartIce() {
+    await this.renegotiate(this.held ? "sendonly" : "sendrecv", true);
   }
 
   mute(muted) {

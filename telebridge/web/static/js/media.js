@@ -71,10 +71,14 @@ export class MediaSession {
 
   // Our offer, complete with candidates; `direction` puts the call on hold
   // ("sendonly") or takes it off ("sendrecv").
-  createOffer({ direction } = {}) {
+  createOffer({ direction, iceRestart = false } = {}) {
     return this.serial(async () => {
       if (direction) this.transceiver.direction = direction;
-      await this.pc.setLocalDescription(await this.pc.createOffer());
+      // An ICE restart gathers anew: wait for that gathering to end, not
+      // for the "complete" the previous one left behind.
+      const regathered = iceRestart ? this.gatheringEnds() : null;
+      await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart }));
+      if (regathered) await regathered;
       return this.gatheredSdp();
     });
   }
@@ -138,8 +142,12 @@ export class MediaSession {
   }
 
   gathered() {
+    return this.pc.iceGatheringState === "complete" ? Promise.resolve() : this.gatheringEnds();
+  }
+
+  // The next time gathering reaches "complete" (or the gathering timeout).
+  gatheringEnds() {
     const pc = this.pc;
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {
         if (pc.iceGatheringState === "complete") finish();
