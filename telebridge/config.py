@@ -19,7 +19,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from telebridge.sip.uri import format_host, is_token
 
@@ -146,6 +146,9 @@ class UpstreamConfig:
     register_expires: int = 600
     timeout: float = 5.0
     session_expires: int = 1800
+    accounts_url: str | None = None
+    accounts_secret: str | None = field(default=None, repr=False)
+    accounts_cache: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,14 +565,19 @@ def _calls(r: _Reader) -> CallsConfig:
     return config
 
 
-def _users(source: str, table: dict[str, Any], base: Path) -> dict[str, UserConfig]:
-    users = {}
+def _user_tables(source: str, table: dict[str, Any], section: str, base: Path) -> Iterator[tuple[str, _Reader]]:
+    """Each ``[section.NAME]`` table, NAME checked to be a SIP user name."""
     for name, entry in table.items():
         if not is_token(name):
-            raise ConfigError(f"{source}: users.{name}: not a valid SIP user name")
+            raise ConfigError(f"{source}: {section}.{name}: not a valid SIP user name")
         if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: users.{name}: expected a table")
-        r = _Reader(source, entry, f"users.{name}.", base)
+            raise ConfigError(f"{source}: {section}.{name}: expected a table")
+        yield name, _Reader(source, entry, f"{section}.{name}.", base)
+
+
+def _users(source: str, table: dict[str, Any], base: Path) -> dict[str, UserConfig]:
+    users = {}
+    for name, r in _user_tables(source, table, "users", base):
         password = r.get("password", str, None)
         if not password:
             raise r.fail("password", "required")
@@ -594,19 +602,19 @@ def _upstream(r: _Reader) -> UpstreamConfig:
         register_expires=r.number("register_expires", d.register_expires, 60, 86400, True),
         timeout=r.number("timeout", d.timeout, 0.5, 120, False),
         session_expires=r.number("session_expires", d.session_expires, 90, 86400, True),
+        accounts_url=r.get("accounts_url", str, None) or None,
+        accounts_secret=r.get("accounts_secret", str, None) or None,
+        accounts_cache=r.number("accounts_cache", d.accounts_cache, 0, 86400, False),
     )
+    if config.accounts_url is not None and not config.accounts_url.startswith(("http://", "https://")):
+        raise r.fail("accounts_url", f"{config.accounts_url!r} is not an http:// or https:// URL")
     r.finish()
     return config
 
 
 def _accounts(source: str, table: dict[str, Any], base: Path) -> dict[str, AccountConfig]:
     accounts = {}
-    for name, entry in table.items():
-        if not is_token(name):
-            raise ConfigError(f"{source}: accounts.{name}: not a valid SIP user name")
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: accounts.{name}: expected a table")
-        r = _Reader(source, entry, f"accounts.{name}.", base)
+    for name, r in _user_tables(source, table, "accounts", base):
         password = r.get("password", str, None)
         if not password:
             raise r.fail("password", "required (the user's password at the PBX)")

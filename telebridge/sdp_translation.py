@@ -30,7 +30,10 @@ from telebridge.media.srtp import SdesCrypto
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription
 
 WEBRTC_PROTO = "UDP/TLS/RTP/SAVPF"
-AUDIO_FOR_SIP = {("opus", 48000), ("g722", 8000), ("pcmu", 8000), ("pcma", 8000), ("telephone-event", 8000)}
+# RFC 4733 events run at their voice codec's clock: 48 kHz beside Opus, 8 kHz beside G.711/G.722.
+AUDIO_FOR_SIP = {
+    ("opus", 48000), ("g722", 8000), ("pcmu", 8000), ("pcma", 8000), ("telephone-event", 8000), ("telephone-event", 48000),
+}
 VIDEO_FOR_SIP = {("vp8", 90000), ("h264", 90000)}
 CODEC_ATTRIBUTES = ("rtpmap", "fmtp", "rtcp-fb")
 

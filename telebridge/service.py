@@ -15,6 +15,7 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from telebridge.calls.accounts import AccountSource, http_fetch
 from telebridge.calls.b2bua import CallManager, CallSettings
 from telebridge.calls.call_media import CallMedia
 from telebridge.calls.echo import EchoResponder, echo_answer
@@ -164,7 +165,12 @@ def _pbx(
             reactor, None, counters, config.sip.max_message_size,  # type: ignore[arg-type]
             verify_tls=config.tls.verify_peer, ca_file=config.tls.ca_file, connect_timeout=config.upstream.timeout,
         )
-    upstream = Upstream(config.upstream, config.accounts, lambda: udp_listeners[0] if udp_listeners else None, connector)
+    settings = config.upstream
+    accounts = AccountSource(
+        config.accounts, reactor, settings.accounts_url, settings.accounts_secret,
+        http_fetch(reactor, settings.timeout), settings.accounts_cache,
+    )
+    upstream = Upstream(settings, accounts, lambda: udp_listeners[0] if udp_listeners else None, connector)
     registrations = UpstreamRegistrations(None, upstream, reactor, counters)
     counters.gauge("upstream_registrations", "users registered to the PBX", lambda: len(registrations))
     counters.gauge("upstream_timers", "upstream registration timers", lambda: registrations.timers)

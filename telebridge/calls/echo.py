@@ -32,7 +32,7 @@ class EchoResponder(protocol.DatagramProtocol):
 
 
 def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:
-    """Our answer to a plain offer: the first codec of each stream, on the echo socket."""
+    """Our answer to a plain offer: the first codec of each stream (and telephone-event), on the echo socket."""
     offer = parse_sdp(plain_offer)
     ip = "IP6" if ":" in host else "IP4"
     answer = SessionDescription(
@@ -40,15 +40,24 @@ def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:
     )
     for media in offer.media:
         codecs = media.codecs()
-        if media.kind != "audio" or not media.port or not codecs:
+        voice = [c for c in codecs if c.name.lower() != "telephone-event"]
+        if media.kind != "audio" or not media.port or not voice:
             answer.media.append(Media(media.kind, 0, media.proto, list(media.formats)))
             continue
-        first = codecs[0]
+        first = voice[0]
         channels = f"/{first.channels}" if first.channels != 1 else ""
         echoed = Media("audio", port, media.proto, [str(first.payload_type)])
         echoed.lines.append(("a", f"rtpmap:{first.payload_type} {first.name}/{first.clock_rate}{channels}"))
         if first.fmtp:
             echoed.lines.append(("a", f"fmtp:{first.payload_type} {first.fmtp}"))
+        # RFC 4733 events at the voice codec's rate come back too, so the
+        # keypad can be tried on an echo call.
+        events = [c for c in codecs if c.name.lower() == "telephone-event" and c.clock_rate == first.clock_rate]
+        for event in events[:1]:
+            echoed.formats.append(str(event.payload_type))
+            echoed.lines.append(("a", f"rtpmap:{event.payload_type} telephone-event/{event.clock_rate}"))
+            if event.fmtp:
+                echoed.lines.append(("a", f"fmtp:{event.payload_type} {event.fmtp}"))
         echoed.lines.append(("a", "sendrecv"))
         answer.media.append(echoed)
     return str(answer).encode()

@@ -5,15 +5,15 @@ Rules of operation:
 * A browser's REGISTER is answered only after telebridge registered that
   user to the PBX (:mod:`telebridge.calls.upstream_registrations`); the
   PBX's refusal is passed on (403 for refused credentials, 503 when it is
-  down) and nothing is registered locally. A user without
-  ``[accounts.USER]`` gets 403 at once. Un-registrations are applied
+  down) and nothing is registered locally; a user without a PBX account
+  (:mod:`telebridge.calls.accounts`) gets 403. Un-registrations are applied
   locally at once; the upstream one follows when the user's last tab is
   gone (see :meth:`PbxRouting.tabs_gone`).
 * A browser's INVITE to anything but ``echo`` goes to the PBX as
   ``sip:TARGET@domain`` from ``sip:USER@domain``; the PBX's challenges are
   answered with the user's credentials; a PBX that stays silent for
   ``[upstream] timeout`` seconds (or cannot be connected to) gives the
-  browser 503.
+  browser 503, and so does an account service that does not answer.
 * The PBX's INVITEs for a user ring all of that user's tabs (the fork in
   :mod:`telebridge.calls.b2bua`); it is trusted by its address, no digest.
 """
@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from telebridge.calls.b2bua import CallManager, Destination
 from telebridge.calls.upstream import Upstream
 from telebridge.calls.upstream_registrations import Outcome, UpstreamRegistrations
+from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Request, Response
 from telebridge.sip.stack import ServerRequest
@@ -60,8 +61,6 @@ class PbxRouting:
     def register(self, incoming: ServerRequest, user: str, removal: bool, apply: Callable[[], Response]) -> Response | None:
         """A browser's REGISTER: ``apply`` (the local registration) runs once the PBX agreed."""
         request = incoming.request
-        if not self.upstream.has_account(user):
-            return self.reply(request, 403, f"Forbidden (no PBX account for {user})")
         if removal:
             return apply()
 
@@ -88,18 +87,15 @@ class PbxRouting:
     def place_outgoing(self, incoming: ServerRequest, caller: str, target: str, instance: str | None) -> Response | None:
         """A browser's call: to the PBX, with the caller's credentials ready for its challenge."""
         request = incoming.request
-        answerer = self.upstream.challenge_answerer(caller)
-        if answerer is None:
-            return self.reply(request, 403, f"Forbidden (no PBX account for {caller})")
         try:
             from_ = _as_pbx_user(request.headers.get("From") or "", self.upstream.aor(caller))
         except SipParseError as e:
             return self.reply(request, 400, f"Bad Request ({e.reason})")
         domain = format_host(self.upstream.config.domain)
 
-        def place(flow: Flow) -> None:
+        def place(flow: Flow, answerer: ChallengeAnswerer) -> None:
             if incoming.answered:
-                return  # CANCELled while the connection was being made
+                return  # CANCELled while the account or the connection was looked up
             destination = Destination(
                 uri=f"sip:{target}@{domain}",
                 to=f"<sip:{target}@{domain}>",
@@ -112,11 +108,25 @@ class PbxRouting:
             )
             self.calls.place(incoming, True, instance, [destination])
 
-        def unreachable(failure: Failure) -> None:
-            log.warn("call from {caller} to {target}: {why}", caller=caller, target=target, why=failure.getErrorMessage())
-            incoming.respond(self.reply(request, 503, "Service Unavailable (the PBX cannot be reached)"))
+        def refuse(status: int, reason: str) -> None:
+            incoming.respond(self.reply(request, status, reason))
 
-        self.upstream.flow().addCallbacks(place, unreachable)
+        def with_answerer(answerer: ChallengeAnswerer | None) -> None:
+            if answerer is None:
+                refuse(403, f"Forbidden (no PBX account for {caller})")
+                return
+
+            def unreachable(failure: Failure) -> None:
+                log.warn("call from {caller} to {target}: {why}", caller=caller, target=target, why=failure.getErrorMessage())
+                refuse(503, "Service Unavailable (the PBX cannot be reached)")
+
+            self.upstream.flow().addCallbacks(place, unreachable, callbackArgs=(answerer,))
+
+        def no_credentials(failure: Failure) -> None:
+            log.warn("no PBX credentials for {caller}: {why}", caller=caller, why=failure.getErrorMessage())
+            refuse(503, "Service Unavailable (the account service did not answer)")
+
+        self.upstream.answerer_for(caller).addCallbacks(with_answerer, no_credentials)
         return None
 
 

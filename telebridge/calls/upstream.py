@@ -7,9 +7,10 @@ Rules of operation:
   reuses.
 * Users are named ``sip:USER@domain`` toward the PBX, whatever host the
   browser wrote in its own From.
-* Each browser user's PBX credentials come from ``[accounts.USER]``; a user
-  without an account cannot register or call in PBX mode. Credentials are
-  only ever used to answer the PBX's challenges.
+* Each browser user's PBX credentials come from an
+  :class:`~telebridge.calls.accounts.AccountSource` (``[accounts.USER]`` or
+  the app server's callback); a user without an account cannot register
+  or call in PBX mode. Credentials only ever answer the PBX's challenges.
 * A request arriving from the proxy's address (and port, over UDP) on the
   proxy's transport is the PBX's: it needs no digest from us.
 """
@@ -20,6 +21,7 @@ from typing import Callable
 
 from twisted.internet import defer
 
+from telebridge.calls.accounts import AccountSource
 from telebridge.config import AccountConfig, UpstreamConfig
 from telebridge.sip.auth import DigestClient
 from telebridge.sip.challenge import ChallengeAnswerer
@@ -38,7 +40,7 @@ class Upstream:
     def __init__(
         self,
         config: UpstreamConfig,
-        accounts: dict[str, AccountConfig],
+        accounts: AccountSource,
         udp_listener: Callable[[], SipUdpProtocol | None],
         connector: SipConnector | None,
     ) -> None:
@@ -87,12 +89,12 @@ class Upstream:
         """``sip:USER@domain``: how the PBX knows a user."""
         return f"sip:{user}@{format_host(self.config.domain)}"
 
-    def has_account(self, user: str) -> bool:
-        return user in self.accounts
+    def answerer_for(self, user: str) -> defer.Deferred[ChallengeAnswerer | None]:
+        """Answers the PBX's challenges for ``user`` (a fresh one per request sequence);
+        ``None`` without an account; fails with AccountsUnavailable."""
+        looking = self.accounts.lookup(user)
 
-    def challenge_answerer(self, user: str) -> ChallengeAnswerer | None:
-        """Answers the PBX's challenges for ``user`` (a fresh one per request sequence)."""
-        account = self.accounts.get(user)
-        if account is None:
-            return None
-        return ChallengeAnswerer(DigestClient(account.username, account.password))
+        def answerer(account: AccountConfig | None) -> ChallengeAnswerer | None:
+            return ChallengeAnswerer(DigestClient(account.username, account.password)) if account else None
+
+        return looking.addCallback(answerer)

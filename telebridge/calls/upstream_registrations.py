@@ -9,7 +9,7 @@ Rules of operation:
 * :meth:`UpstreamRegistrations.ensure` registers the user if it is not
   registered yet and tells the caller how it went: a browser's REGISTER
   gets 200 only after the PBX said 200.
-* The PBX's 401/407 is answered with ``[accounts.USER]`` credentials; a
+* The PBX's 401/407 is answered with the user's PBX credentials; a
   second challenge means they are wrong, and the browser gets 403. 423
   is retried once with the PBX's Min-Expires.
 * A PBX that does not answer at all within ``[upstream] timeout`` counts
@@ -32,10 +32,12 @@ from twisted.internet import defer
 from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from telebridge.calls.sip_legs import contact_for, via_for
 from telebridge.calls.upstream import Upstream
 from telebridge.metrics import Counters
+from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Headers, Request, Response
 from telebridge.sip.stack import SipStack
@@ -145,8 +147,21 @@ class UpstreamRegistrations:
         attempt = _Attempt(self, registration, registration.attempt, expires, forget)
         if not forget:
             registration.deadline = self.clock.callLater(self.upstream.timeout, self._silent, registration, attempt.number)
-        flowing = self.upstream.flow()
-        flowing.addCallbacks(attempt.start, lambda failure: attempt.unreachable(failure.getErrorMessage()))
+        user = registration.user
+
+        def begin(answerer: ChallengeAnswerer | None) -> None:
+            if answerer is None:
+                attempt.fail(Outcome(403, f"Forbidden (no PBX account for {user})"))
+                return
+            attempt.answerer = answerer
+            unreachable = Outcome(503, "Service Unavailable (the PBX cannot be reached)")
+            self.upstream.flow().addCallbacks(attempt.start, lambda failure: attempt.fail(unreachable))
+
+        def no_credentials(failure: Failure) -> None:
+            log.warn("no PBX credentials for {user}: {why}", user=user, why=failure.getErrorMessage())
+            attempt.fail(Outcome(503, "Service Unavailable (the account service did not answer)"))
+
+        self.upstream.answerer_for(user).addCallbacks(begin, no_credentials)
 
     def _current(self, registration: _Registration, number: int) -> bool:
         """Whether attempt ``number`` still speaks for a live registration."""
@@ -211,7 +226,7 @@ class _Attempt:
         self.number = number
         self.expires = expires
         self.forget = forget
-        self.answerer = owner.upstream.challenge_answerer(registration.user)
+        self.answerer: ChallengeAnswerer | None = None
         self.interval_retried = False
         self.flow: Flow | None = None
         self.request: Request | None = None
@@ -220,9 +235,10 @@ class _Attempt:
         self.flow = flow
         self._transmit(self._request(self.expires))
 
-    def unreachable(self, why: str) -> None:
+    def fail(self, outcome: Outcome) -> None:
+        """The REGISTER could not even be sent (no account, no way to the PBX)."""
         if not self.forget and self.owner._current(self.registration, self.number):
-            self.owner._failed(self.registration, Outcome(503, f"Service Unavailable (PBX unreachable: {why})"))
+            self.owner._failed(self.registration, outcome)
 
     def _transmit(self, request: Request) -> None:
         assert self.flow is not None

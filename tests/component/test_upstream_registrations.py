@@ -7,6 +7,7 @@ from typing import Callable
 
 from twisted.internet.task import Clock
 
+from telebridge.calls.accounts import AccountSource
 from telebridge.calls.upstream import Upstream
 from telebridge.calls.upstream_registrations import Outcome, UpstreamRegistrations
 from telebridge.config import AccountConfig, ListenAddress, UpstreamConfig
@@ -38,8 +39,9 @@ class FakeStack:
 
 def make() -> tuple[UpstreamRegistrations, FakeStack, Clock]:
     config = UpstreamConfig(ListenAddress("udp", "192.0.2.10", 5060), "pbx.test", register_expires=600, timeout=5.0)
-    upstream = Upstream(config, {"alice": AccountConfig("1001", "pw")}, lambda: FakeListener(), None)  # type: ignore[arg-type,return-value]
     clock, stack = Clock(), FakeStack()
+    accounts = AccountSource({"alice": AccountConfig("1001", "pw")}, clock)
+    upstream = Upstream(config, accounts, lambda: FakeListener(), None)  # type: ignore[arg-type,return-value]
     return UpstreamRegistrations(stack, upstream, clock, Counters()), stack, clock  # type: ignore[arg-type]
 
 

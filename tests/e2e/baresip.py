@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from tests.e2e.harness import LOOPBACK, free_port, require_program
+from tests.e2e.harness import LOOPBACK, free_port, require_program, stop_process
 from tests.e2e.wav_tone import seconds_of, write_tone
 
 MODULES = Path("/usr/lib/baresip/modules")
@@ -118,13 +118,7 @@ class Baresip:
             self._sock = None
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, timeout)
         self._log.close()
 
     def log_text(self) -> str:

@@ -10,7 +10,6 @@ comment after a value, so the file written here has none.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.e2e.harness import LOOPBACK, free_port, require_program
+from tests.e2e.harness import LOOPBACK, free_port, require_program, stop_process
 
 # RFC 8489 §5: a Binding request is a 20-byte header with no attributes.
 STUN_BINDING_REQUEST = 0x0001
@@ -111,13 +110,7 @@ class Coturn:
         """SIGTERM, then SIGKILL after 10 s."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.log.close()
 
     def log_text(self) -> str:

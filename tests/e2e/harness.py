@@ -44,6 +44,21 @@ def free_port(both: bool = True) -> int:
     raise RuntimeError("no free loopback port found")
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0, process_group: bool = False) -> None:
+    """SIGTERM, then SIGKILL (to its whole process group if asked) after ``timeout`` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if process_group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait(5)
+
+
 def require_program(name: str) -> str:
     """The path of a real peer; a missing peer fails the test, never skips it."""
     path = shutil.which(name)
@@ -115,12 +130,7 @@ password = "{PHONE_PASSWORD}"
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
         self.log.close()
 
     def log_text(self) -> str:

@@ -13,15 +13,13 @@ Contact. Only modules the Debian ``kamailio`` package ships are loaded::
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.e2e.harness import LOOPBACK, free_port, options_status, require_program
+from tests.e2e.harness import LOOPBACK, free_port, options_status, require_program, stop_process
 
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
@@ -213,13 +211,7 @@ class Kamailio:
         proxy that is gone waits about 30 s for an answer."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, timeout, process_group=True)
         self._log.close()
 
     def log_text(self) -> str:

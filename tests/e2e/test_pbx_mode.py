@@ -9,24 +9,29 @@ tests/e2e/ws_ua.py user agents with aiortc media.
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Generator, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import Deferred
 
-from tests.e2e.harness import LOOPBACK, Gateway, free_port, start_sipp
 from telebridge.sip.message import Request
-from tests.e2e.peer_process import AIORTC_PEER, start_peer
+from tests.e2e.harness import LOOPBACK, Gateway, free_port, start_sipp
+from tests.e2e.peer_process import AIORTC_PEER, LinePeer, start_peer
 from tests.e2e.test_calls import answered_call, assert_released, metrics
 from tests.e2e.ws_ua import WsUserAgent, answer_request
 
 pytestmark = pytest.mark.e2e
 
 PBX_TIMEOUT = 2.0
+APP_SECRET = "telebridge-to-app-server-secret"
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +39,41 @@ def pbx_port() -> int:
     return free_port()
 
 
+class AppServer(http.server.BaseHTTPRequestHandler):
+    """The customer's app server: PBX credentials for bob, none for others, a fault for zed."""
+
+    asked: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:
+        AppServer.asked.append((self.path, self.headers.get("Authorization")))
+        user = parse_qs(urlsplit(self.path).query).get("user", [""])[0]
+        status, body = {"bob": (200, b'{"username": "1001", "password": "pbx-secret-1001"}'), "zed": (500, b"")}.get(user, (404, b""))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet: the test asserts on what was asked instead."""
+
+
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, pbx_port: int, loopback_only: None) -> Iterator[Gateway]:
+def app_server(loopback_only: None) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), AppServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{LOOPBACK}:{server.server_address[1]}/pbx-account"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, pbx_port: int, app_server: str) -> Iterator[Gateway]:
     gw = Gateway(tmp_path_factory.mktemp("gateway"))
     gw.write_config(
         "[media]\nport_min = 43200\nport_max = 43299\n"
         f'[upstream]\nproxy = "udp:{LOOPBACK}:{pbx_port}"\ndomain = "pbx.test"\ntimeout = {PBX_TIMEOUT}\n'
+        f'accounts_url = "{app_server}"\naccounts_secret = "{APP_SECRET}"\n'
         '[accounts.alice]\nusername = "1001"\npassword = "pbx-secret-1001"\n'
     )
     gw.start()
@@ -57,6 +91,20 @@ def start_pbx(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path, *ex
         assert sipp.poll() is None and time.monotonic() < deadline, "SIPp did not start listening"
         time.sleep(0.05)
     return sipp
+
+
+def call_parties(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path) -> tuple[subprocess.Popen[str], LinePeer, WsUserAgent]:
+    """A SIPp PBX echoing RTP, an aiortc browser media peer, and alice's WebSocket UA."""
+    pbx = start_pbx(gateway, scenario, pbx_port, workdir, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
+    return pbx, start_peer(), WsUserAgent("alice", gateway.web_port)
+
+
+def hang_up(pbx: subprocess.Popen[str], peer: LinePeer, ua: WsUserAgent) -> Deferred[None]:
+    """Whatever a test left running: the UA's socket, the PBX, the media peer."""
+    ua.close()
+    if pbx.poll() is None:
+        pbx.kill()
+    return peer.stop()
 
 
 def udp_port_taken(port: int) -> bool:
@@ -123,10 +171,41 @@ def test_closing_the_last_tab_unregisters_upstream(gateway: Gateway, pbx_port: i
 
 
 def test_user_without_pbx_account_is_refused(gateway: Gateway) -> None:
+    """Not in [accounts] and the app server says 404: 403, nothing registered anywhere."""
     ua = WsUserAgent("mallory", gateway.web_port)
     try:
         response = ua.register()
         assert response.status == 403 and "no PBX account" in response.reason, response
+        assert metrics(gateway)["registrar_bindings"] == 0
+        assert AppServer.asked[-1] == ("/pbx-account?user=mallory", f"Bearer {APP_SECRET}")
+    finally:
+        ua.close()
+
+
+def test_credentials_from_the_app_server_register_the_user_upstream(gateway: Gateway, pbx_port: int, tmp_path: Path) -> None:
+    """Issue 4 §3: bob has no [accounts.bob]; the app server's callback gives his PBX
+    credentials (the PBX checks them), and the browser never sees them."""
+    pbx = start_pbx(gateway, "pbx_registrar.xml", pbx_port, tmp_path)
+    ua = WsUserAgent("bob", gateway.web_port)
+    try:
+        response = ua.register()
+        assert response.status == 200, response
+        assert ("/pbx-account?user=bob", f"Bearer {APP_SECRET}") in AppServer.asked
+        assert "pbx-secret" not in response.to_bytes().decode()
+        assert ua.register(expires=0).status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+    finally:
+        ua.close()
+        if pbx.poll() is None:
+            pbx.kill()
+
+
+def test_an_account_service_fault_is_503_not_a_missing_account(gateway: Gateway) -> None:
+    ua = WsUserAgent("zed", gateway.web_port)
+    try:
+        response = ua.register()
+        assert response.status == 503 and "account service" in response.reason, response
         assert metrics(gateway)["registrar_bindings"] == 0
     finally:
         ua.close()
@@ -138,9 +217,7 @@ def test_browser_call_through_the_pbx_answers_its_challenge_and_audio_flows(
 ) -> Generator[Any, Any, None]:
     """Issue 4 §3: the call goes to the PBX, whose 401 telebridge answers with
     the user's PBX credentials; audio both ways; the BYE reaches the PBX."""
-    pbx = start_pbx(gateway, "pbx_answers.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
-    peer = start_peer()
-    ua = WsUserAgent("alice", gateway.web_port)
+    pbx, peer, ua = call_parties(gateway, "pbx_answers.xml", pbx_port, tmp_path)
     try:
         offer = yield peer.receive()
         call = answered_call(ua, "1002", offer, peer, 3)
@@ -152,10 +229,7 @@ def test_browser_call_through_the_pbx_answers_its_challenge_and_audio_flows(
         assert code == 0, output
         assert_released(gateway)
     finally:
-        ua.close()
-        if pbx.poll() is None:
-            pbx.kill()
-        yield peer.stop()
+        yield hang_up(pbx, peer, ua)
 
 
 @pytest_twisted.inlineCallbacks
@@ -212,9 +286,7 @@ def test_telebridge_refreshes_the_session_toward_the_pbx_itself(
 ) -> Generator[Any, Any, None]:
     """INTEROP.md session timers: the PBX's 2xx makes telebridge the refresher
     (4 s here); its UPDATEs reach the PBX while the browser sends nothing."""
-    pbx = start_pbx(gateway, "pbx_session_refresh.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
-    peer = start_peer()
-    ua = WsUserAgent("alice", gateway.web_port)
+    pbx, peer, ua = call_parties(gateway, "pbx_session_refresh.xml", pbx_port, tmp_path)
     try:
         offer = yield peer.receive()
         call = answered_call(ua, "1002", offer, peer, 5)
@@ -225,10 +297,7 @@ def test_telebridge_refreshes_the_session_toward_the_pbx_itself(
         assert code == 0, output
         assert_released(gateway)
     finally:
-        ua.close()
-        if pbx.poll() is None:
-            pbx.kill()
-        yield peer.stop()
+        yield hang_up(pbx, peer, ua)
 
 
 @pytest_twisted.inlineCallbacks
@@ -237,9 +306,7 @@ def test_a_pbx_that_stops_refreshing_has_its_call_ended_on_both_sides(
 ) -> Generator[Any, Any, None]:
     """RFC 4028 §10: the PBX said it refreshes (3 s) and never does: the call
     ends, with BYE to the PBX and to the browser."""
-    pbx = start_pbx(gateway, "pbx_session_expires.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
-    peer = start_peer()
-    ua = WsUserAgent("alice", gateway.web_port)
+    pbx, peer, ua = call_parties(gateway, "pbx_session_expires.xml", pbx_port, tmp_path)
     try:
         offer = yield peer.receive()
         answered_call(ua, "1002", offer, peer, 1)
@@ -251,10 +318,7 @@ def test_a_pbx_that_stops_refreshing_has_its_call_ended_on_both_sides(
         assert_released(gateway)
         assert "session timer expired" in gateway.log_text()
     finally:
-        ua.close()
-        if pbx.poll() is None:
-            pbx.kill()
-        yield peer.stop()
+        yield hang_up(pbx, peer, ua)
 
 
 @pytest_twisted.inlineCallbacks
@@ -262,9 +326,7 @@ def test_browser_hold_and_resume_reach_the_pbx(gateway: Gateway, pbx_port: int, 
     """Issue 4 §1: the browser's hold (re-INVITE a=sendonly) and resume go on to
     the PBX as re-INVITEs of its own dialog, so the PBX can play music on
     hold; the browser gets its answers from telebridge."""
-    pbx = start_pbx(gateway, "pbx_hold.xml", pbx_port, tmp_path, "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo")
-    peer = start_peer()
-    ua = WsUserAgent("alice", gateway.web_port)
+    pbx, peer, ua = call_parties(gateway, "pbx_hold.xml", pbx_port, tmp_path)
     try:
         offer = yield peer.receive()
         call = answered_call(ua, "1002", offer, peer, 1)
@@ -279,10 +341,7 @@ def test_browser_hold_and_resume_reach_the_pbx(gateway: Gateway, pbx_port: int, 
         assert code == 0, output
         assert_released(gateway)
     finally:
-        ua.close()
-        if pbx.poll() is None:
-            pbx.kill()
-        yield peer.stop()
+        yield hang_up(pbx, peer, ua)
 
 
 def _next_version(sdp: str) -> str:

@@ -369,6 +369,7 @@ def test_echo_call_hears_its_own_tone_through_hold_and_mute(gateway: Gateway, br
         page.resume()
         assert page.state()["held"] is False
         assert "a=sendrecv" in _sent(page, "INVITE ")[-1]
+        assert page.send_dtmf("1#") is True  # echo takes RFC 4733 events too
         page.mute(True)
         assert page.state()["muted"] is True
         page.mute(False)

@@ -118,6 +118,35 @@ def test_refused_turn_credentials_fail_the_call_with_a_reason(
     assert_calls_released(gateway)
 
 
+def test_losing_the_relay_mid_call_ends_the_call_with_a_reason(tmp_path: Path, browser: SoftphoneBrowser) -> None:
+    """The only path is a relay and the relay dies mid-call: the page tries one ICE restart
+    (which finds no path either), then ends the call with BYE and says why, instead of
+    sitting "connected" in silence; the gateway holds nothing for it."""
+    (tmp_path / "coturn").mkdir()
+    with Coturn(tmp_path / "coturn", secret=TURN_SECRET) as doomed:
+        (tmp_path / "gateway").mkdir()
+        gateway = _start_gateway(tmp_path / "gateway", doomed, TURN_SECRET)
+        try:
+            page = browser.open("carol-relay-lost", page_url(gateway, "user=carol&dev=1&relay=1"))
+            try:
+                page.wait_state(registration="registered")
+                page.call("echo")
+                page.wait_state(call="connected", timeout=20)
+                heard = page.frequency(1.0)
+                assert abs(heard["hz"] - TONE_HZ) <= 15 and heard["rms"] > SILENCE_RMS, heard
+                doomed.stop()
+                # Chromium declares ICE failed about 30 s after the last response on the pair.
+                page.wait_state(call="ended", timeout=75)
+                assert page.last_error() == "the call's audio path was lost"
+                assert _uncaught(page) == []
+            finally:
+                page.close()
+            assert_calls_released(gateway)
+        finally:
+            gateway.stop()
+        assert "Traceback" not in gateway.log_text()
+
+
 # The page's own modules, in the page: relay-only media with no TURN server
 # at all gathers nothing, and each TURN error code reads as what it means.
 NO_CANDIDATES = """async () => {

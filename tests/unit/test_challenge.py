@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telebridge.sip.auth import DigestClient, DigestServer, AuthOutcome
+from telebridge.sip.auth import AuthOutcome, DigestClient, DigestServer
 from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.message import Request, Response, make_response, parse_message
 

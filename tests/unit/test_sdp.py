@@ -56,7 +56,7 @@ def test_plain_offer_keeps_browser_codecs_and_drops_webrtc_lines() -> None:
     audio, video = plain.media
     assert (audio.proto, audio.port, audio.connection) == ("RTP/AVP", 20000, "127.0.0.1")
     assert [(c.name.lower(), c.clock_rate) for c in audio.codecs()] == [
-        ("opus", 48000), ("g722", 8000), ("pcmu", 8000), ("pcma", 8000), ("telephone-event", 8000)
+        ("opus", 48000), ("g722", 8000), ("pcmu", 8000), ("pcma", 8000), ("telephone-event", 48000), ("telephone-event", 8000)
     ]
     assert {c.name.lower() for c in video.codecs()} <= {"vp8", "h264"} and video.codecs()
     for junk in ("ice-", "fingerprint", "setup:", "extmap", "ssrc", "msid", "candidate", "group:BUNDLE", "rtcp-mux"):

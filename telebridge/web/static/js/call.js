@@ -19,11 +19,13 @@
 //   re-INVITE is pending, 500 with Retry-After while theirs is (§14.2).
 // * Our re-INVITE (hold, resume, ICE restart): 491 retries after the random wait of
 //   §14.1; 408 and 481 end the call; other failures roll the offer back.
+// * ICE failing under a connected call gets one ICE restart; failing again
+//   ends the call with BYE ("the call's audio path was lost").
 // * The WebSocket dropping ends a call not yet connected (the gateway's
 //   INVITE transaction failed with the flow); a connected call stays, its
 //   requests waiting in the user agent's queue for the reconnect.
 
-import { CONNECTION_LOST, describeFailure, describeMediaError } from "./failures.js";
+import { AUDIO_PATH_LOST, CONNECTION_LOST, describeFailure, describeMediaError } from "./failures.js";
 import { Dialog } from "./sip/dialog.js";
 import { randomToken } from "./sip/message.js";
 import { T1, TIMEOUT } from "./sip/transactions.js";
@@ -419,6 +421,27 @@ export class Call {
   connected() {
     this.connectedAt = Date.now();
     this.setState("connected");
+    this.watchMediaPath();
+  }
+
+  // ICE failing under a connected call (the network changed, the relay
+  // went away) is tried once with an ICE restart; failing again ends the
+  // call with BYE rather than leaving the person in silence.
+  watchMediaPath() {
+    const pc = this.media.pc;
+    if (!pc) return;
+    let restarted = false;
+    pc.addEventListener("connectionstatechange", async () => {
+      if (pc.connectionState !== "failed" || this.state !== "connected") return;
+      if (!restarted) {
+        restarted = true;
+        await this.restartIce().catch(() => {});
+        if (pc.connectionState !== "failed") return;
+      }
+      if (this.state !== "connected") return;
+      this.bye();
+      this.end(AUDIO_PATH_LOST);
+    });
   }
 
   end(error = "", note = "") {

@@ -5,6 +5,7 @@ export const TOKEN_REFUSED = "the gateway refused your token";
 export const CONNECTION_LOST = "the connection to the gateway was lost";
 export const TURN_REFUSED = "the TURN server refused the softphone's credentials";
 export const NO_MEDIA_PATH = "the browser found no network path for the call's audio";
+export const AUDIO_PATH_LOST = "the call's audio path was lost";
 
 const TEXTS = {
   400: "the gateway could not read the request",
