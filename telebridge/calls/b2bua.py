@@ -7,6 +7,8 @@ Rules of operation:
   user: a fork, the first 2xx wins and the rest are cancelled), or
   :data:`ECHO`, which answers at once and loops the caller's own audio
   back through the relay (a UDP echo socket on the plain side).
+* A SIP INVITE without SDP (delayed offer) gets a G.711 offer toward the
+  browser; our 200 carries the offer to the SIP side, its ACK the answer.
 * Whoever offers, the other side gets the translated offer
   (:class:`~telebridge.calls.call_media.CallMedia`); answers are translated
   back. 18x are passed to the caller (183 with the early-media answer).
@@ -131,15 +133,17 @@ class Call:
 
     def start(self) -> None:
         body = self.answering.invite.body
-        if not body:
-            # Delayed offer (an INVITE without SDP) is not bridged yet.
+        if not body and self.caller_is_browser:
+            # Browsers always offer; an empty INVITE from one is broken.
             self._refuse(488, "Not Acceptable Here (an offer in the INVITE is required)")
             return
         try:
             if self.caller_is_browser:
                 offer = self.media.offer_from_browser(body)
-            else:
+            elif body:
                 offer = self.media.offer_from_sip(body)
+            else:
+                offer = self.media.offer_for_delayed_offer()
         except MediaRefused as e:
             self._refuse(e.status, f"{_reason(e.status)} ({e.reason})")
             return
@@ -355,8 +359,17 @@ class Call:
             self.answering.reinvite(reoffer, answered)
 
     def acked(self, ack: Request) -> None:
-        if ack.to_tag == self.answering.tag:
-            self.answering.acked()
+        if ack.to_tag != self.answering.tag:
+            return
+        self.answering.acked()
+        if self.media.delayed and self.state is CallState.UP:
+            # A delayed-offer call: the SIP side's answer is in its ACK (RFC 3261 §13.2.1).
+            try:
+                if not ack.body:
+                    raise MediaRefused("the ACK carried no answer to our offer")
+                self.media.answer_in_ack(ack.body)
+            except MediaRefused as e:
+                self.end(f"no usable answer in the ACK: {e.reason}")
 
     def stray_response(self, response: Response) -> None:
         """A 2xx retransmission from a callee: ACK it again (§13.2.2.4)."""

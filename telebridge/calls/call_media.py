@@ -48,6 +48,14 @@ class MediaRefused(Exception):
         self.status = status
 
 
+# What a browser is offered for a SIP INVITE without SDP (see offer_for_delayed_offer).
+G711_OFFER = (
+    "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+)
+
+
 def _first_audio(session: SessionDescription) -> int:
     for index, media in enumerate(session.media):
         if media.kind == "audio" and media.port:
@@ -116,6 +124,7 @@ class CallMedia:
         self._audio = 0
         self._transport: WebrtcTransport | None = None
         self._answered = False
+        self._delayed = False
 
     # -- the browser offers (it calls out) -----------------------------------------
 
@@ -175,8 +184,39 @@ class CallMedia:
         """The browser's offer (ICE-lite, actpass), made from the SIP side's offer."""
         offer = _parse(sdp, "SIP side")
         self._audio = _first_audio(offer)
+        return self._offer_to_browser(offer, _address(offer, offer.media[self._audio]))
+
+    def offer_for_delayed_offer(self) -> bytes:
+        """The browser's offer when the SIP side's INVITE had none (RFC 3261 §13.2.1).
+
+        Our 200 to the SIP side then carries the offer (what the browser
+        accepted) and its ACK the answer. Only G.711 is offered: every SIP
+        peer takes it, so the codec it picks is one the browser sends.
+        """
+        self._delayed = True
+        self._audio = 0
+        return self._offer_to_browser(parse_sdp(G711_OFFER), None)
+
+    def answer_in_ack(self, sdp: bytes) -> None:
+        """The SIP side's answer, in the ACK of a delayed-offer call: where its media goes."""
+        answer, media = self._answer_to(self._sip_offer_sent(), sdp, "SIP side")
+        if not media.port or not media.formats:
+            raise MediaRefused("the SIP side rejected the audio stream")
+        assert self.bridge is not None
+        self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        self._sip_answer = answer
+        self._follow_sip_direction(media)
+
+    @property
+    def delayed(self) -> bool:
+        """Whether the SIP side's answer is still to come in its ACK."""
+        return self._delayed and self._sip_answer is None
+
+    def _sip_offer_sent(self) -> SessionDescription | None:
+        return self._plain_sent if self._delayed else None
+
+    def _offer_to_browser(self, offer: SessionDescription, remote: tuple[str, int] | None) -> bytes:
         media = offer.media[self._audio]
-        remote = _address(offer, media)
         self._build(None, None, False, remote, _clock_rate(media))
         assert self._transport is not None
         # Only the relayed m-line goes to the browser; the others are refused on both sides.

@@ -183,17 +183,21 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
         yield peer.stop()
 
 
+@pytest.mark.parametrize("scenario", ["phone_calls.xml", "phone_calls_delayed_offer.xml"], ids=["offer", "delayed-offer"])
 @pytest_twisted.inlineCallbacks
 def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
-    gateway: Gateway, loopback_only: None, tmp_path: Path
+    gateway: Gateway, loopback_only: None, tmp_path: Path, scenario: str
 ) -> Generator[Any, Any, None]:
     """Issue 4 §2: a SIP phone (SIPp, digest on the INVITE) calls a registered
     browser; the browser (aiortc) answers; audio flows both ways; the phone's
-    BYE reaches the browser and ends the call."""
+    BYE reaches the browser and ends the call.
+    With a delayed offer (RFC 3261 §13.2.1) the INVITE has no SDP: the
+    browser gets a G.711 offer, our 200 carries the offer to the phone (its
+    scenario checks it) and the phone's ACK the answer."""
     ua = WsUserAgent("frank", gateway.web_port)
     assert ua.register().status == 200
     peer = start_peer(AIORTC_PEER, "answer")
-    sipp = start_sipp(gateway, "phone_calls.xml", tmp_path, [
+    sipp = start_sipp(gateway, scenario, tmp_path, [
         "-s", "frank", "-au", PHONE_USER, "-ap", PHONE_PASSWORD,
         "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo", "-timeout", "40s",
     ])
