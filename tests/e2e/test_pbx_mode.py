@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -86,11 +86,15 @@ def start_pbx(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path, *ex
     """SIPp as the PBX, listening on the port telebridge's [upstream] names (waited for: a
     slow start would look like a PBX that is down)."""
     sipp = start_sipp(gateway, scenario, workdir, ["-p", str(pbx_port), "-timeout", "40s", *extra])
+    wait_listening(sipp, lambda: udp_port_taken(pbx_port))
+    return sipp
+
+
+def wait_listening(sipp: subprocess.Popen[str], listening: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 10
-    while not udp_port_taken(pbx_port):
+    while not listening():
         assert sipp.poll() is None and time.monotonic() < deadline, "SIPp did not start listening"
         time.sleep(0.05)
-    return sipp
 
 
 def call_parties(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path) -> tuple[subprocess.Popen[str], LinePeer, WsUserAgent]:
@@ -390,3 +394,54 @@ def test_pbx_down_gives_503_to_a_real_call(gateway: Gateway) -> Generator[Any, A
     finally:
         ua.close()
         yield peer.stop()
+
+
+@pytest.fixture
+def tcp_pbx(tmp_path: Path) -> Iterator[tuple[Gateway, int]]:
+    """A gateway whose PBX link is TCP, and the port its SIPp PBX listens on."""
+    port = free_port(both=False)
+    gw = Gateway(tmp_path / "gateway-tcp")
+    gw.workdir.mkdir()
+    gw.write_config(
+        f'[upstream]\nproxy = "tcp:{LOOPBACK}:{port}"\ndomain = "pbx.test"\ntimeout = {PBX_TIMEOUT}\n'
+        '[accounts.alice]\nusername = "1001"\npassword = "pbx-secret-1001"\n'
+    )
+    gw.start()
+    yield gw, port
+    gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pbx_link_over_tcp_registers_and_calls(tcp_pbx: tuple[Gateway, int], tmp_path: Path) -> Generator[Any, Any, None]:
+    """[upstream] proxy = "tcp:...": telebridge connects to the PBX (RFC 3261
+    §18.1.1), registers over the connection and places the call on it."""
+    gateway, port = tcp_pbx
+    registrar = start_sipp(gateway, "pbx_registrar.xml", tmp_path, ["-t", "t1", "-p", str(port), "-timeout", "40s"])
+    ua = WsUserAgent("alice", gateway.web_port)
+    peer = start_peer()
+    try:
+        wait_listening(registrar, lambda: tcp_port_listening(port))
+        assert ua.register().status == 200
+        assert ua.register(expires=0).status == 200
+        code, output = finish(registrar)
+        assert code == 0, output
+        pbx = start_sipp(gateway, "pbx_answers.xml", tmp_path, [
+            "-t", "t1", "-p", str(port), "-timeout", "40s", "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo",
+        ])
+        wait_listening(pbx, lambda: tcp_port_listening(port))
+        offer = yield peer.receive()
+        call = answered_call(ua, "1002", offer, peer, 2)
+        result = yield peer.receive(timeout=30)
+        assert result["frames"] > 50 and result["rms"] > 300, result
+        assert call.bye().status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+    finally:
+        yield hang_up(registrar, peer, ua)
+
+
+def tcp_port_listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((LOOPBACK, port)) == 0
