@@ -44,10 +44,11 @@ from twisted.logger import Logger
 
 from telebridge.calls.call_media import CallMedia, MediaRefused
 from telebridge.calls.session_timer import SessionTimer, answer_headers, session_timer_of, supports_timer
-from telebridge.calls.sip_legs import AnsweringLeg, PlacedLeg, with_body
+from telebridge.calls.sip_legs import AnsweringLeg, PlacedLeg, via_for, with_body
 from telebridge.metrics import Counters
 from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.dialog import DialogError
+from telebridge.sip.dtmf_info import DtmfInfoError, dtmf_from_info
 from telebridge.sip.message import Request, Response, make_response, reason_phrase
 from telebridge.sip.stack import ServerRequest, SipStack
 from telebridge.sip.transport import Flow
@@ -316,6 +317,8 @@ class Call:
             if not browser and self._session is not None:
                 self._expect_refreshes(session_timer_of(request) or self._session)
             return self._renegotiate(request, browser)
+        if method == "INFO" and from_caller == self.caller_is_browser:
+            return self._browser_info(request)
         if method in ("INFO", "OPTIONS"):
             return make_response(request, 200)
         response = make_response(request, 405)
@@ -339,6 +342,29 @@ class Call:
         if browser:
             self._pass_direction_on(request.body)
         return response
+
+    def _browser_info(self, request: Request) -> Response:
+        """A browser's DTMF INFO (JsSIP's default) becomes RFC 4733 events toward
+        the SIP side, or is passed on as INFO when that side has no telephone-event."""
+        try:
+            dtmf = dtmf_from_info(request.headers.get("Content-Type"), request.body)
+        except DtmfInfoError as e:
+            return make_response(request, 400, f"Bad Request ({e})")
+        if dtmf is None:
+            return make_response(request, 200)
+        digit, duration_ms = dtmf
+        if not self.media.send_dtmf(digit, duration_ms):
+            self._sip_side_info(request)
+        self.manager.counters.inc("dtmf_digits_total", via="info")
+        return make_response(request, 200)
+
+    def _sip_side_info(self, request: Request) -> None:
+        leg = self.winner if self.caller_is_browser else self.answering
+        if leg is None or leg.dialog is None:
+            return
+        info = leg.dialog.new_request("INFO", via_for(leg.flow), body=request.body,
+                                      content_type=request.headers.get("Content-Type"))
+        self.manager.stack.send_request(info, leg.flow, lambda response: None)
 
     def _pass_direction_on(self, browser_offer: bytes) -> None:
         """A browser's hold or resume goes on to the SIP side (so a PBX plays music on hold)."""

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorUDP
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
 from telebridge.media.ice import IceLiteAgent, new_credentials
-from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg
+from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock_rate
 from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.sdp import Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
@@ -160,6 +160,8 @@ class CallMedia:
         if not media.port or not media.formats:
             raise MediaRefused("the SIP side rejected the audio stream")
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        for leg in (self.bridge.plain, self.bridge.webrtc):
+            use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
         self._sip_answer = answer
         if self._browser_answer is None:
             assert self._transport is not None
@@ -301,6 +303,20 @@ class CallMedia:
         audio.lines.append(("a", wanted))
         self._plain_sent = SessionDescription(_next_version(last.lines), media)
         return str(self._plain_sent).encode()
+
+    def send_dtmf(self, digit: str, duration_ms: int) -> bool:
+        """Play a digit toward the SIP side as RFC 4733 events; False when the SIP
+        side did not agree to telephone-event at the voice codec's rate."""
+        agreed = self._sip_answer or self._plain_sent
+        if self.bridge is None or agreed is None or len(agreed.media) <= self._audio:
+            return False
+        media = agreed.media[self._audio]
+        codecs = media.codecs()
+        voice = [c for c in codecs if c.name.lower() != "telephone-event"]
+        events = [c for c in codecs if c.name.lower() == "telephone-event" and voice and c.clock_rate == voice[0].clock_rate]
+        if not events:
+            return False
+        return self.bridge.send_dtmf(digit, duration_ms, events[0].payload_type, events[0].clock_rate)
 
     def current_plain_sdp(self) -> bytes | None:
         """What the SIP side last got from us, for a session refresh that changes nothing."""

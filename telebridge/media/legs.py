@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
+from telebridge.media.dtmf_events import EventSender
 from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelected, SendTo
 from telebridge.media.rtcp import QualityFigures, ReceiveStats, RtcpError, build_report, parse_compound
 from telebridge.media.rtp import RTP_HEADER, Kind, StreamRewriter, classify
@@ -271,6 +272,8 @@ class PlainLeg:
         self.latched = False
         #: Whether the peer's SDP lets it receive (not sendonly or inactive, RFC 3264 §6.1).
         self.receiving = True
+        #: RFC 4733 events we generate (a browser's SIP INFO digits), made on first use.
+        self.events: EventSender | None = None
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
 
     def start(self, now: float) -> Datagrams:
@@ -344,8 +347,8 @@ class PlainLeg:
         return []
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
-        """RTP from the browser leg toward the SIP peer."""
-        if self.remote is None or not self.receiving:
+        """RTP from the browser leg toward the SIP peer (held back while we play DTMF events)."""
+        if self.remote is None or not self.receiving or (self.events is not None and self.events.active):
             return []
         self.outgoing.rewrite(packet, now)
         data = bytes(packet)
@@ -358,14 +361,38 @@ class PlainLeg:
         self.rtcp.octets_out += len(packet) - 12
         return [(data, self.remote)]
 
+    def send_dtmf(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int, now: float) -> bool:
+        """Queue one digit as RFC 4733 events (the caller re-arms the leg's timer)."""
+        if self.events is None or (self.events.payload_type, self.events.clock_rate) != (payload_type, clock_rate):
+            self.events = EventSender(payload_type, clock_rate)
+        return self.events.add(digit, duration_ms, now)
+
     def get_timer(self) -> float | None:
         times = [t for t in (self.rtcp.next_report,) if t is not None]
         if self.last_media is not None:
             times.append(self.last_media + self.media_timeout)
+        if self.events is not None and (event_at := self.events.next_time()) is not None:
+            times.append(event_at)
         return min(times) if times else None
 
-    def handle_timer(self, now: float) -> Datagrams:
+    def _event_packets(self, now: float) -> Datagrams:
+        if self.events is None:
+            return []
         out: Datagrams = []
+        for packet in self.events.due(now):
+            self.outgoing.rewriter.rewrite(packet, self.events.payload_type, now)
+            if self.remote is None or not self.receiving:
+                continue
+            try:
+                data = self.srtp.protect(bytes(packet)) if self.srtp else bytes(packet)
+            except SrtpError:
+                continue
+            self.stats.packets_out += 1
+            out.append((data, self.remote))
+        return out
+
+    def handle_timer(self, now: float) -> Datagrams:
+        out: Datagrams = self._event_packets(now)
         report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
         if report is not None and self.remote is not None:
             try:
@@ -377,3 +404,10 @@ class PlainLeg:
         if self.last_media is not None and now >= self.last_media + self.media_timeout:
             self.ended = "media timeout"
         return out
+
+
+def use_clock_rate(leg: WebrtcLeg | PlainLeg, clock_rate: int) -> None:
+    """The codec agreed runs at this RTP clock (8000 for G.711 where the browser
+    offered Opus at 48000 first): the leg's timestamps and jitter count in it."""
+    leg.outgoing.rewriter.clock_rate = clock_rate
+    leg.rtcp.receive_stats.clock_rate = clock_rate

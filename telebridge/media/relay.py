@@ -160,6 +160,12 @@ class MediaBridge:
         self.plain.follow_direction(direction, now)
         self._rearm(self.plain, self._plain_socket)
 
+    def send_dtmf(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int) -> bool:
+        """Play one digit as RFC 4733 events toward the SIP side."""
+        queued = self.plain.send_dtmf(digit, duration_ms, payload_type, clock_rate, self.reactor.seconds())  # type: ignore[attr-defined]
+        self._rearm(self.plain, self._plain_socket)
+        return queued
+
     def _after_control(self, leg: Leg, sock: LegSocket) -> None:
         if leg.ended is not None:
             self.close(leg.ended)

@@ -7,13 +7,17 @@ gateway's WebSocket URL (``?token=JWT``) and the user's URI, nothing else.
 from __future__ import annotations
 
 import re
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.gateway_web import assert_calls_released, token, websocket_url
-from tests.e2e.harness import LOOPBACK, Gateway
+from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
 from tests.e2e.jssip_page import bundle_jssip, open_jssip_page
 from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
 
@@ -102,3 +106,85 @@ def test_jssip_authorization_jwt_register_gets_200(
         page.evaluate("() => window.jssipClient.stop()")
     finally:
         page.close()
+
+
+class RtpEvents:
+    """The SIP phone's media port: collects the RFC 4733 events that arrive (PT 101)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.ends: list[tuple[int, int]] = []  # (timestamp, event) of each end packet, in arrival order
+        self.other_packets = 0
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._running:
+            try:
+                data = self.sock.recv(2048)
+            except OSError:
+                continue
+            if len(data) < 16 or data[1] & 0x7F != 101:
+                self.other_packets += 1
+                continue
+            timestamp = struct.unpack_from("!I", data, 4)[0]
+            if data[13] & 0x80:
+                self.ends.append((timestamp, data[12]))
+
+    def digits(self) -> str:
+        """Each event once (its three end packets share a timestamp), in order."""
+        seen: list[tuple[int, int]] = []
+        for end in self.ends:
+            if end not in seen:
+                seen.append(end)
+        return "".join("0123456789*#ABCD"[event] for _, event in seen)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(2)
+        self.sock.close()
+
+
+def test_jssip_info_dtmf_reaches_a_sip_phone_as_rfc4733_events(
+    gateway: Gateway, jssip_bundle: Path, browser: SoftphoneBrowser, tmp_path: Path
+) -> None:
+    """Issue 5 acceptance: JsSIP's sendDTMF with its default transport (SIP INFO) calls a
+    SIPp phone that negotiated telephone-event: the digits 159#*0 arrive as RFC 4733
+    events, in order, each exactly once."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    events = RtpEvents()
+    phone = start_sipp(gateway, "phone_answers_dtmf.xml", tmp_path, [
+        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
+    ])
+    page = open_jssip_page(browser, gateway, jssip_bundle, "jssip-dtmf")
+    try:
+        page.evaluate("(config) => window.jssipClient.start(config)", {
+            "wsUrl": websocket_url(gateway, "carol"), "uri": f"sip:carol@{LOOPBACK}",
+        })
+        page.evaluate("(target) => window.jssipClient.call(target)", f"sip:{PHONE_USER}@{LOOPBACK}")
+        page.wait_for("window.jssipClient.state.call !== 'calling'", timeout=20)
+        assert page.evaluate("window.jssipClient.state")["call"] == "connected"
+        page.evaluate("(tones) => window.jssipClient.sendDtmf(tones)", "159#*0")
+        deadline = time.monotonic() + 15
+        while len(events.digits()) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_messages(page, "sent", "INFO ")) == 6
+        assert events.digits() == "159#*0", events.ends
+        assert events.other_packets > 0  # the voice flowed too
+        page.evaluate("() => window.jssipClient.hangup()")
+        output, _ = phone.communicate(timeout=15)
+        assert phone.returncode == 0, output
+    finally:
+        page.close()
+        events.close()
+        if phone.poll() is None:
+            phone.kill()
+    assert_calls_released(gateway)

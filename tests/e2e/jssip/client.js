@@ -81,6 +81,11 @@
       session.terminate();
     },
 
+    // JsSIP's default DTMF transport: one SIP INFO per digit (application/dtmf-relay).
+    sendDtmf(tones) {
+      session.sendDTMF(tones);
+    },
+
     stop() {
       ua.stop();
     },
