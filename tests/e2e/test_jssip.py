@@ -7,9 +7,6 @@ gateway's WebSocket URL (``?token=JWT``) and the user's URI, nothing else.
 from __future__ import annotations
 
 import re
-import socket
-import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 from tests.e2e.gateway_web import assert_calls_released, token, websocket_url
 from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
 from tests.e2e.jssip_page import bundle_jssip, open_jssip_page
+from tests.e2e.rtp_events import RtpEvents
 from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
 
 pytestmark = pytest.mark.e2e
@@ -106,47 +104,6 @@ def test_jssip_authorization_jwt_register_gets_200(
         page.evaluate("() => window.jssipClient.stop()")
     finally:
         page.close()
-
-
-class RtpEvents:
-    """The SIP phone's media port: collects the RFC 4733 events that arrive (PT 101)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((LOOPBACK, 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.ends: list[tuple[int, int]] = []  # (timestamp, event) of each end packet, in arrival order
-        self.other_packets = 0
-        self._running = True
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while self._running:
-            try:
-                data = self.sock.recv(2048)
-            except OSError:
-                continue
-            if len(data) < 16 or data[1] & 0x7F != 101:
-                self.other_packets += 1
-                continue
-            timestamp = struct.unpack_from("!I", data, 4)[0]
-            if data[13] & 0x80:
-                self.ends.append((timestamp, data[12]))
-
-    def digits(self) -> str:
-        """Each event once (its three end packets share a timestamp), in order."""
-        seen: list[tuple[int, int]] = []
-        for end in self.ends:
-            if end not in seen:
-                seen.append(end)
-        return "".join("0123456789*#ABCD"[event] for _, event in seen)
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(2)
-        self.sock.close()
 
 
 def test_jssip_info_dtmf_reaches_a_sip_phone_as_rfc4733_events(

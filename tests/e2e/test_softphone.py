@@ -11,12 +11,14 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import jwt
 import pytest
 
-from tests.e2e.harness import LOOPBACK, TOKEN_SECRET, Gateway
+from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, TOKEN_SECRET, Gateway, free_port, run_sipp, start_sipp
+from tests.e2e.rtp_events import RtpEvents
 from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
 
 pytestmark = pytest.mark.e2e
@@ -568,3 +570,34 @@ def test_user_agent_answers_a_far_side_reinvite_and_odd_requests(gateway: Gatewa
         "SIP/2.0 200 OK / 6 BYE",
     ]
     assert r["final"] == "ended" and r["note"] == "the other side hung up"
+
+
+def test_keypad_digits_reach_a_sip_phone_as_rfc4733_events(gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path) -> None:
+    """Issue 5 acceptance: 159#*0 on the page's keypad (RTCDTMFSender) reach a SIPp phone
+    that negotiated telephone-event as RFC 4733 events, in order, each exactly once."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    events = RtpEvents()
+    phone = start_sipp(gateway, "phone_answers_dtmf.xml", tmp_path, [
+        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
+    ])
+    page = browser.open("dave-keypad", _url(gateway, "user=dave&dev=1"))
+    try:
+        page.wait_state(registration="registered")
+        page.call(PHONE_USER)
+        page.wait_state(call="connected", timeout=20)
+        assert page.send_dtmf("159#*0") is True
+        _eventually(lambda: len(events.digits()) >= 6, 15, f"events so far: {events.digits()!r}")
+        assert events.digits() == "159#*0", events.ends
+        page.hangup()
+        page.wait_state(call="ended")
+        output, _ = phone.communicate(timeout=15)
+        assert phone.returncode == 0, output
+    finally:
+        page.close()
+        events.close()
+        if phone.poll() is None:
+            phone.kill()
