@@ -143,8 +143,10 @@ def webrtc_answer_from_plain(
     out = _session(transport.address, session_id, 1, webrtc=True)
     accepted_mids = []
     for index, (media, answered) in enumerate(zip(offer.media, plain_answer.media)):
-        offered_types = {str(c.payload_type) for c in media.codecs()}
-        formats = [f for f in answered.formats if f in offered_types] if answered.port else []
+        # The SIP side may number a codec differently from the browser's offer
+        # (RFC 3264 §6.1 only says SHOULD): the browser hears its own numbers.
+        mapping = payload_type_map(answered, media) if answered.port else {}
+        formats = [str(mapping[c.payload_type]) for c in answered.codecs() if c.payload_type in mapping]
         if not formats:
             out.media.append(_rejected(media, media.proto))
             continue
@@ -160,6 +162,20 @@ def webrtc_answer_from_plain(
     if offer.bundle_groups and accepted_mids:
         out.lines.append(("a", "group:BUNDLE " + " ".join(accepted_mids)))
     return out
+
+
+def payload_type_map(answer: Media, offer: Media) -> dict[int, int]:
+    """Each payload type of ``answer`` to the one ``offer`` used for the same codec
+    (name, clock rate, channels); codecs the offer lacks are left out."""
+    offered: dict[tuple[str, int, int], int] = {}
+    for codec in offer.codecs():
+        offered.setdefault((codec.name.lower(), codec.clock_rate, codec.channels), codec.payload_type)
+    mapping = {}
+    for codec in answer.codecs():
+        match = offered.get((codec.name.lower(), codec.clock_rate, codec.channels))
+        if match is not None:
+            mapping[codec.payload_type] = match
+    return mapping
 
 
 def webrtc_offer_from_plain(plain_offer: SessionDescription, transport: WebrtcTransport, session_id: int) -> SessionDescription:

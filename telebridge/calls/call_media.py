@@ -32,6 +32,7 @@ from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.sdp import Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
     WebrtcTransport,
+    payload_type_map,
     plain_answer_from_webrtc,
     plain_offer_from_webrtc,
     webrtc_answer_from_plain,
@@ -162,6 +163,7 @@ class CallMedia:
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
         for leg in (self.bridge.plain, self.bridge.webrtc):
             use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
+        self._map_payload_types(media, self._browser_offer.media[self._audio])
         self._sip_answer = answer
         if self._browser_answer is None:
             assert self._transport is not None
@@ -170,6 +172,13 @@ class CallMedia:
                 raise MediaRefused("no codec in common")
             self._browser_answer = str(browser).encode()
         return self._browser_answer
+
+    def _map_payload_types(self, sip: Media, browser: Media) -> None:
+        """Packets keep their codec across the relay when the two sides number it differently."""
+        assert self.bridge is not None
+        to_browser = payload_type_map(sip, browser)
+        self.bridge.webrtc.outgoing.payload_types = {s: b for s, b in to_browser.items() if s != b}  # type: ignore[attr-defined]
+        self.bridge.plain.outgoing.payload_types = {b: s for s, b in to_browser.items() if s != b}  # type: ignore[attr-defined]
 
     def _answer_to(self, offer: SessionDescription | None, sdp: bytes, who: str) -> tuple[SessionDescription, Media]:
         """The answer from ``who`` to our ``offer``, checked to match it, and its audio stream."""

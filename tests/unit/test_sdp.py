@@ -12,6 +12,7 @@ from telebridge.media.srtp import new_crypto, parse_crypto
 from telebridge.sdp import SdpError, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
     WebrtcTransport,
+    payload_type_map,
     plain_answer_from_webrtc,
     plain_offer_from_webrtc,
     webrtc_answer_from_plain,
@@ -143,3 +144,20 @@ def test_arbitrary_text_parses_or_raises_sdp_error(text: str) -> None:
             fingerprint(sdp, media)
     except SdpError:
         pass
+
+
+def test_browser_answer_uses_the_browsers_payload_types_when_the_sip_side_renumbers() -> None:
+    """RFC 3264 §6.1 says SHOULD: a phone answering telephone-event as 101 where Chrome
+    offered 126 still gets it, and the browser's answer names 126."""
+    offer = parse_sdp(CHROME)
+    audio = offer.media[0]
+    te = next(c for c in audio.codecs() if c.name == "telephone-event" and c.clock_rate == 8000)
+    plain = parse_sdp(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        "m=video 0 RTP/AVP 96\r\n"
+    )
+    assert payload_type_map(plain.media[0], audio) == {0: 0, 101: te.payload_type}
+    transport = WebrtcTransport("ufrag", "p" * 22, "AA:" * 31 + "AA", "127.0.0.1", 40000)
+    answer = webrtc_answer_from_plain(offer, plain, transport, 1)
+    assert answer.media[0].formats == ["0", str(te.payload_type)]
