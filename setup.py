@@ -20,6 +20,10 @@ setup(
         "cryptography>=42",
         "PyJWT>=2.8",
         "pylibsrtp>=0.10",
+        # Transcoding (issue 5): telebridge.media.opus calls Debian's
+        # libopus0 through cffi; PCM frames are numpy arrays.
+        "cffi>=1.15",
+        "numpy>=1.26",
     ],
     extras_require={
         "test": [
@@ -31,6 +35,11 @@ setup(
             "aiortc>=1.9",
             "numpy>=1.26",
             "playwright>=1.45",
+        ],
+        # The other Opus bindings bench/opus_bindings.py measures ours against.
+        "bench": [
+            "av>=12",
+            "opuslib>=3.0",
         ],
     },
     entry_points={"console_scripts": ["telebridge = telebridge.cli:main"]},

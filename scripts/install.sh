@@ -10,7 +10,8 @@ mode=run
 [ "${1:-}" = "--test" ] && mode=test
 
 export DEBIAN_FRONTEND=noninteractive
-apt_packages="python3 python3-venv python3-pip ca-certificates"
+# libopus0: the Opus codec that telebridge/media/opus.py loads at run time.
+apt_packages="python3 python3-venv python3-pip ca-certificates libopus0"
 if [ "$mode" = test ]; then
     # Real peers for the end-to-end tests (see tests/e2e/).
     apt_packages="$apt_packages $(grep -v '^#' scripts/test-packages.txt | tr '\n' ' ')"
