@@ -24,6 +24,9 @@ setup(
         # libopus0 through cffi; PCM frames are numpy arrays.
         "cffi>=1.15",
         "numpy>=1.26",
+        # G.722: sippy's libg722, the ITU reference algorithm in C (pure
+        # Python ADPCM would cost milliseconds per frame).
+        "g722>=1.2.8",
     ],
     extras_require={
         "test": [

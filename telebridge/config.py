@@ -176,6 +176,7 @@ class Config:
     calls: CallsConfig = field(default_factory=lambda: CallsConfig())
     upstream: UpstreamConfig | None = None
     accounts: dict[str, AccountConfig] = field(default_factory=dict)
+    recording: RecordingConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,16 @@ class MediaConfig:
     port_max: int = 49999
     media_timeout: float = 30.0
     latch_window: float = 2.0
+    transcoding: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """``[recording]``: which calls are recorded (stereo WAV + JSON sidecar) and where."""
+
+    folder: Path
+    users: tuple[str, ...] = ()
+    header: str = "X-Record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +356,13 @@ def parse_config(raw: dict[str, Any], source: str, base: Path) -> Config:
     calls = _calls(_Reader(source, top.table_of("calls"), "calls.", base))
     upstream = _upstream(_Reader(source, top.table_of("upstream"), "upstream.", base)) if "upstream" in raw else None
     accounts = _accounts(source, top.table_of("accounts"), base)
+    recording = _recording(_Reader(source, top.table_of("recording"), "recording.", base), state) if "recording" in raw else None
     if accounts and upstream is None:
         raise ConfigError(f"{source}: accounts: PBX accounts need an [upstream] section")
     top.finish()
     return Config(
         state, sip, tls, web, auth, registrar, users, source,
-        turn=turn, media=media, calls=calls, upstream=upstream, accounts=accounts,
+        turn=turn, media=media, calls=calls, upstream=upstream, accounts=accounts, recording=recording,
     )
 
 
@@ -548,9 +560,23 @@ def _media(r: _Reader) -> MediaConfig:
         port_max=r.number("port_max", d.port_max, 1025, 65535, True),
         media_timeout=r.number("media_timeout", d.media_timeout, 1, 3600, False),
         latch_window=r.number("latch_window", d.latch_window, 0, 60, False),
+        transcoding=r.get("transcoding", bool, d.transcoding),
     )
     if config.port_max - config.port_min < 3:
         raise r.fail("port_max", "leaves fewer than two port pairs above port_min")
+    r.finish()
+    return config
+
+
+def _recording(r: _Reader, state_dir: Path) -> RecordingConfig:
+    header = r.get("header", str, "X-Record")
+    if not header or not all(c.isalnum() or c in "-_." for c in header):
+        raise r.fail("header", f"{header!r} is not a SIP header name")
+    config = RecordingConfig(
+        folder=r.path("folder") or state_dir / "recordings",
+        users=tuple(r.string_list("users", ())),
+        header=header,
+    )
     r.finish()
     return config
 

@@ -20,6 +20,12 @@ Rules of operation:
   BUNDLE: accepted when offered (all m-lines on one transport), and always
   offered by us (SIP.js requires it, INTEROP.md).
 * The SIP leg never sees ICE, DTLS, msid, ssrc, extmap or rtcp-fb lines.
+* Transcoding (issue 5) is offered, never preferred: when transcoding is
+  on, the codecs the gateway can make from Opus (PCMU, PCMA, G.722 and
+  telephone-event/8000) are added *after* the browser's own to the SIP
+  offer, and Opus after the SIP side's own to the browser offer. A peer
+  that takes any codec of the other side picks it first and is relayed
+  untouched; only one that takes none of them lands on an added codec.
 """
 
 from __future__ import annotations
@@ -100,12 +106,65 @@ def _webrtc_lines(transport: WebrtcTransport, setup: str, mid: str) -> list[tupl
     ]
 
 
+# What the gateway can transcode Opus to, with the static payload type each has (RFC 3551).
+TRANSCODED_FOR_SIP = (("PCMU", 8000, 0), ("PCMA", 8000, 8), ("G722", 8000, 9))
+OPUS_FMTP = "minptime=10;useinbandfec=1"
+
+
+def _free_payload_type(media: Media, taken: set[int]) -> int | None:
+    used = taken | {int(f) for f in media.formats if f.isdigit()}
+    return next((pt for pt in [101, *range(96, 128)] if pt not in used), None)
+
+
+def with_transcodable_codecs(media: Media) -> None:
+    """Add, after what the browser offered, what we can transcode its Opus to."""
+    codecs = media.codecs()
+    if not any(c.name.lower() == "opus" for c in codecs):
+        return
+    have = {(c.name.lower(), c.clock_rate) for c in codecs}
+    used = {int(f) for f in media.formats if f.isdigit()}
+    for name, rate, static in TRANSCODED_FOR_SIP:
+        if (name.lower(), rate) not in have and static not in used:
+            media.formats.append(str(static))
+            media.lines.append(("a", f"rtpmap:{static} {name}/{rate}"))
+    if ("telephone-event", 8000) not in have and (pt := _free_payload_type(media, set())) is not None:
+        media.formats.append(str(pt))
+        media.lines += [("a", f"rtpmap:{pt} telephone-event/8000"), ("a", f"fmtp:{pt} 0-16")]
+
+
+def with_opus(media: Media) -> None:
+    """Add Opus (and telephone-event at its clock) after a SIP offer's codecs that lacks it."""
+    codecs = media.codecs()
+    names = {c.name.lower() for c in codecs}
+    if "opus" in names or not names & {"pcmu", "pcma", "g722"}:
+        return
+    for name, rate, fmtp in (("opus", 48000, OPUS_FMTP), ("telephone-event", 48000, "0-16")):
+        pt = _free_payload_type(media, set())
+        if pt is None:
+            return
+        media.formats.append(str(pt))
+        channels = "/2" if name == "opus" else ""
+        media.lines += [("a", f"rtpmap:{pt} {name}/{rate}{channels}"), ("a", f"fmtp:{pt} {fmtp}")]
+
+
+def with_codecs(media: Media, source: Media, codecs: list[Codec]) -> Media:
+    """``media`` (its port, address, direction) carrying only ``codecs``, described as ``source`` does.
+
+    What one side is shown when the other side's codec is transcoded: the
+    browser sees its Opus where the SIP side answered PCMU, and so on."""
+    out = Media(media.kind, media.port, media.proto, [str(c.payload_type) for c in codecs])
+    out.lines = [line for line in media.lines if not (line[0] == "a" and line[1].partition(":")[0] in CODEC_ATTRIBUTES)]
+    out.lines += _codec_lines(source, out.formats)
+    return out
+
+
 def plain_offer_from_webrtc(
     offer: SessionDescription,
     ports: list[int | None],
     address: str,
     session_id: int,
     crypto: list[SdesCrypto | None] | None = None,
+    transcoding: bool = False,
 ) -> SessionDescription:
     """The SIP leg's offer for a browser's offer; ``ports[i]`` is our plain port for m-line i (None rejects it)."""
     if len(ports) != len(offer.media):
@@ -122,6 +181,8 @@ def plain_offer_from_webrtc(
         plain = Media(media.kind, port, proto, formats)
         plain.lines.append(("c", f"IN {_ip_version(address)} {address}"))
         plain.lines += [line for line in _codec_lines(media, formats) if not line[1].startswith("rtcp-fb") or media.kind == "video"]
+        if transcoding and media.kind == "audio":
+            with_transcodable_codecs(plain)
         if media.attribute("ptime"):
             plain.lines.append(("a", f"ptime:{media.attribute('ptime')}"))
         plain.lines.append(("a", media.direction))
@@ -178,7 +239,9 @@ def payload_type_map(answer: Media, offer: Media) -> dict[int, int]:
     return mapping
 
 
-def webrtc_offer_from_plain(plain_offer: SessionDescription, transport: WebrtcTransport, session_id: int) -> SessionDescription:
+def webrtc_offer_from_plain(
+    plain_offer: SessionDescription, transport: WebrtcTransport, session_id: int, transcoding: bool = False
+) -> SessionDescription:
     """The browser's offer for a call the SIP side started (we are actpass, ICE-lite, BUNDLE)."""
     out = _session(transport.address, session_id, 1, webrtc=True)
     mids = []
@@ -192,6 +255,11 @@ def webrtc_offer_from_plain(plain_offer: SessionDescription, transport: WebrtcTr
         mids.append(mid)
         m = Media(media.kind, transport.port, WEBRTC_PROTO, formats)
         m.lines += _webrtc_lines(transport, "actpass", mid)
+        if transcoding and media.kind == "audio":
+            extended = Media(media.kind, media.port, media.proto, list(media.formats), lines=list(media.lines))
+            with_opus(extended)
+            codecs = extended.codecs()
+            m.formats = [str(c.payload_type) for c in codecs]
         for codec in codecs:
             channels = f"/{codec.channels}" if codec.channels != 1 else ""
             m.lines.append(("a", f"rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}{channels}"))

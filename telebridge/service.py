@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from telebridge.calls.accounts import AccountSource, http_fetch
 from telebridge.calls.b2bua import CallManager, CallSettings
 from telebridge.calls.call_media import CallMedia
+from telebridge.calls.recording_policy import RecordingPolicy
 from telebridge.calls.echo import EchoResponder, echo_answer
 from telebridge.calls.pbx_routing import PbxRouting
 from telebridge.calls.registrar import Registrar
@@ -201,14 +202,19 @@ def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[C
     def new_media(on_end: Callable[[str], None]) -> CallMedia:
         return CallMedia(
             reactor, pool, certificate, media.address, on_end,  # type: ignore[arg-type]
-            media_timeout=media.media_timeout, latch_window=media.latch_window,
+            media_timeout=media.media_timeout, latch_window=media.latch_window, transcoding=media.transcoding,
         )
 
     def answer_for_echo(offer: bytes) -> bytes:
         return echo_answer(offer, media.address, echo.transport.getHost().port)  # type: ignore[union-attr]
 
     settings = CallSettings(ring_timeout=config.calls.ring_timeout, grace=config.calls.grace, media_timeout=media.media_timeout)
-    calls = CallManager(None, reactor, new_media, answer_for_echo, counters, settings, loop_secret=secrets.token_bytes(32))
+    recording = None
+    if config.recording is not None:
+        recording = RecordingPolicy(config.recording.folder, frozenset(config.recording.users), config.recording.header)
+    calls = CallManager(
+        None, reactor, new_media, answer_for_echo, counters, settings, loop_secret=secrets.token_bytes(32), recording=recording
+    )
     counters.gauge("calls", "live calls", lambda: len(calls))
     counters.gauge("call_timers", "live call timers", lambda: calls.timers)
     counters.gauge("media_port_pairs", "media port pairs in use", lambda: pool.in_use)

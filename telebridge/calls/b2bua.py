@@ -43,16 +43,19 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from telebridge.calls.call_media import CallMedia, MediaRefused
+from telebridge.calls.recording_policy import RecordingPolicy
 from telebridge.calls.session_timer import SessionTimer, answer_headers, session_timer_of, supports_timer
 from telebridge.calls.sip_legs import AnsweringLeg, PlacedLeg, via_for, with_body
 from telebridge.metrics import Counters
 from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.dialog import DialogError
+from telebridge.sip.errors import SipParseError
 from telebridge.sip.dtmf_info import DtmfInfoError, dtmf_from_info
 from telebridge.sip.message import Request, Response, make_response, reason_phrase
 from telebridge.sip.stack import ServerRequest, SipStack
 from telebridge.sip.transport import Flow
-from telebridge.sip.uri import parse_name_addr
+from telebridge.media.recording import RecordingError
+from telebridge.sip.uri import SipUri, parse_name_addr, parse_uri
 
 log = Logger()
 
@@ -191,18 +194,37 @@ class Call:
         self.answering.reject(status, reason)
         self._finish(reason)
 
-    def _up(self, answer: bytes) -> None:
+    def _up(self, answer: bytes, sip_answer: Response | None = None) -> None:
         self.state = CallState.UP
         self._cancel_timer("ring")
         invite = self.answering.invite
         self.answering.answer(answer, answer_headers(invite))
         self.manager.index(self.answering.key, self)
         self.media.answered()
+        self._record_if_wanted(sip_answer)
         caller_timer = session_timer_of(invite)
         if caller_timer is not None and supports_timer(invite) and not self.caller_is_browser:
             self._expect_refreshes(caller_timer)
         self.manager.counters.inc("calls_answered_total")
         log.info("call {id} answered", id=self.id)
+
+    def _record_if_wanted(self, sip_answer: Response | None) -> None:
+        policy = self.manager.recording
+        if policy is None:
+            return
+        invite = self.answering.invite
+        caller, callee = _user_of(invite.from_.uri), _user_of(invite.uri)
+        from_sip = [m for m in ([] if self.caller_is_browser else [invite]) + [sip_answer] if m is not None]
+        if not policy.wanted(caller, callee, from_sip):
+            return
+        try:
+            self.media.record(policy.folder, self.id, caller, callee, self.caller_is_browser)
+        except RecordingError as e:
+            # The call goes on unrecorded; the operator sees why.
+            self.manager.counters.inc("recordings_failed_total")
+            log.warn("call {id} not recorded: {error}", id=self.id, error=e)
+            return
+        self.manager.counters.inc("recordings_total")
 
     def _fork_response(self, leg: PlacedLeg, response: Response) -> None:
         status = response.status
@@ -251,7 +273,7 @@ class Call:
             leg.bye()
             self._refuse(e.status if e.status != 400 else 488, f"{_reason(488)} ({e.reason})")
             return
-        self._up(answer)
+        self._up(answer, response)
         if leg.session is not None:
             if leg.session.refresher == "uas":
                 self._expect_refreshes(leg.session)
@@ -533,8 +555,10 @@ class CallManager:
         counters: Counters,
         settings: CallSettings,
         loop_secret: bytes | None = None,
+        recording: RecordingPolicy | None = None,
     ) -> None:
         self.stack: SipStack = stack  # type: ignore[assignment]
+        self.recording = recording
         self.clock = clock
         self.new_media = new_media
         self.echo_answer = echo_answer
@@ -647,3 +671,12 @@ def _without_tag(value: str) -> str:
 
 def _contact_of(leg: PlacedLeg) -> str:
     return leg.invite.headers.get("Contact") or ""
+
+
+def _user_of(uri: SipUri | str) -> str:
+    """The user part of a URI ("" when it has none or does not parse)."""
+    try:
+        parsed = parse_uri(uri) if isinstance(uri, str) else uri
+    except SipParseError:
+        return ""
+    return parsed.user or ""

@@ -15,12 +15,21 @@ Rules of operation:
 * DTLS role follows ``a=setup`` (RFC 5763 §5): passive when the browser
   offered, and as the browser's answer says when we offered actpass.
 * Media timeouts run only once the call is answered: ringing has no media.
+* Transcoding, only where the two sides share no voice codec (and
+  ``transcoding`` is on): the first answer decides, once per call. The
+  browser is then shown its own Opus where the SIP side has PCMU, PCMA or
+  G.722 (and the SIP side its own codec), and a
+  :class:`~telebridge.media.transcode.Transcoder` runs each way. The
+  browser's RFC 4733 digits are regenerated toward the SIP side at its
+  payload type and clock.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorUDP
@@ -28,11 +37,16 @@ from twisted.internet.interfaces import IReactorUDP
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
 from telebridge.media.ice import IceLiteAgent, new_credentials
 from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock_rate
+from telebridge.media.recording import CallRecording
+from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
-from telebridge.sdp import Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
+from telebridge.media.transcode import Transcoder
+from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
+from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
     WebrtcTransport,
     payload_type_map,
+    with_codecs,
     plain_answer_from_webrtc,
     plain_offer_from_webrtc,
     webrtc_answer_from_plain,
@@ -85,6 +99,36 @@ def _clock_rate(media: Media) -> int:
     return codecs[0].clock_rate
 
 
+NOT_VOICE = ("telephone-event", "cn", "red", "ulpfec", "rtx")
+PACKET_TIMES_MS = (10, 20, 30, 40, 60)
+
+
+def _first_voice(media: Media) -> Codec | None:
+    return next((c for c in media.codecs() if c.name.lower() not in NOT_VOICE), None)
+
+
+def _is_voice(payload_type: int, media: Media) -> bool:
+    return any(c.payload_type == payload_type and c.name.lower() not in NOT_VOICE for c in media.codecs())
+
+
+def _events_at(media: Media, clock_rate: int) -> list[Codec]:
+    """telephone-event at ``clock_rate`` in ``media`` (none or one, in practice)."""
+    return [c for c in media.codecs() if c.name.lower() == "telephone-event" and c.clock_rate == clock_rate][:1]
+
+
+def _ptime_ms(media: Media) -> int:
+    value = media.attribute("ptime") or ""
+    return int(value) if value.isdigit() and int(value) in PACKET_TIMES_MS else 20
+
+
+def _with_audio(session: SessionDescription, index: int, media: Media) -> SessionDescription:
+    return SessionDescription(list(session.lines), [media if i == index else m for i, m in enumerate(session.media)])
+
+
+def _codec_names(media: Media) -> dict[int, str]:
+    return {c.payload_type: c.name.lower() for c in media.codecs()}
+
+
 def _parse(sdp: bytes, who: str) -> SessionDescription:
     try:
         return parse_sdp(sdp)
@@ -105,6 +149,7 @@ class CallMedia:
         media_timeout: float = 30.0,
         latch_window: float = 2.0,
         new_session_id: Callable[[], int] = lambda: secrets.randbits(48),
+        transcoding: bool = False,
     ) -> None:
         self.reactor = reactor
         self.pool = pool
@@ -126,6 +171,12 @@ class CallMedia:
         self._transport: WebrtcTransport | None = None
         self._answered = False
         self._delayed = False
+        self.transcoding = transcoding
+        #: The SIP side's SDP as the browser is shown it (its own codec, or Opus when transcoded).
+        self._sip_for_browser: SessionDescription | None = None
+        #: The browser's answer to our offer (a call the SIP side started).
+        self._browser_answered: SessionDescription | None = None
+        self._recording: CallRecording | None = None
 
     # -- the browser offers (it calls out) -----------------------------------------
 
@@ -140,7 +191,9 @@ class CallMedia:
             raise MediaRefused("the browser's offer lacks ICE credentials or a DTLS fingerprint")
         # A trial translation (on the discard port) says whether any codec can
         # go to the SIP side before any port is taken.
-        plain_offer = plain_offer_from_webrtc(offer, _ports_for(offer, self._audio, 9), self.address, self.session_id)
+        plain_offer = plain_offer_from_webrtc(
+            offer, _ports_for(offer, self._audio, 9), self.address, self.session_id, transcoding=self.transcoding
+        )
         if not plain_offer.media[self._audio].port:
             raise MediaRefused("no codec the SIP side could take")
         # Our DTLS role: passive, unless the browser insists on being passive itself.
@@ -148,7 +201,8 @@ class CallMedia:
         self._build(credentials, remote_fingerprint, dtls_client, None, _clock_rate(plain_offer.media[self._audio]))
         assert self.bridge is not None
         plain_offer = plain_offer_from_webrtc(
-            offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id
+            offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id,
+            transcoding=self.transcoding,
         )
         self._browser_offer = offer
         self._plain_sent = plain_offer
@@ -161,17 +215,67 @@ class CallMedia:
         if not media.port or not media.formats:
             raise MediaRefused("the SIP side rejected the audio stream")
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
-        for leg in (self.bridge.plain, self.bridge.webrtc):
-            use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
-        self._map_payload_types(media, self._browser_offer.media[self._audio])
+        browser_media = self._browser_offer.media[self._audio]
         self._sip_answer = answer
         if self._browser_answer is None:
+            view = self._browser_view_of_answer(answer, media, browser_media)
+            # Kept only when transcoding: a relayed call follows the latest SIP answer.
+            self._sip_for_browser = view if view is not answer else None
             assert self._transport is not None
-            browser = webrtc_answer_from_plain(self._browser_offer, answer, self._transport, self.session_id)
+            browser = webrtc_answer_from_plain(self._browser_offer, view, self._transport, self.session_id)
             if not browser.media[self._audio].port:
                 raise MediaRefused("no codec in common")
             self._browser_answer = str(browser).encode()
+        if self.bridge.transcoders is None:
+            for leg in (self.bridge.plain, self.bridge.webrtc):
+                use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
+            self._map_payload_types(media, browser_media)
         return self._browser_answer
+
+    def _browser_view_of_answer(self, answer: SessionDescription, media: Media, browser_media: Media) -> SessionDescription:
+        """The SIP answer as the browser is to see it; starts transcoding when they share no voice codec."""
+        voice = _first_voice(media)
+        if voice is None:
+            raise MediaRefused("no voice codec in the SIP side's answer")
+        browser_codecs = browser_media.codecs()
+        if any(voice.same_codec(c) for c in browser_codecs):
+            return answer
+        opus = next((c for c in browser_codecs if c.name.lower() == "opus" and c.clock_rate == 48000), None)
+        if not self.transcoding or opus is None or voice.name.lower() not in RTP_CLOCK:
+            raise MediaRefused("no codec in common")
+        sip_events = _events_at(media, voice.clock_rate)
+        browser_events = _events_at(browser_media, 48000) if sip_events else []
+        # A browser may still send a codec of its offer that the SIP side also took.
+        shared = {b: s for s, b in payload_type_map(media, browser_media).items() if _is_voice(b, browser_media)}
+        self._transcode(browser=(opus, browser_events), sip=(voice, sip_events), sip_ptime_ms=_ptime_ms(media), to_sip_as_is=shared)
+        return _with_audio(answer, self._audio, with_codecs(media, browser_media, [opus, *browser_events]))
+
+    def _transcode(
+        self, browser: tuple[Codec, list[Codec]], sip: tuple[Codec, list[Codec]], sip_ptime_ms: int, to_sip_as_is: dict[int, int]
+    ) -> None:
+        """Opus toward the browser, the SIP side's codec toward it, a Transcoder each way."""
+        assert self.bridge is not None
+        (opus, browser_events), (voice, sip_events) = browser, sip
+        name = voice.name.lower()
+        rate = pcm_rate_between("opus", name)
+        to_plain = Transcoder(
+            make_decoder("opus", rate), make_encoder(name, rate, sip_ptime_ms), opus.payload_type, voice.payload_type,
+            source_clock=48000, sink_clock=RTP_CLOCK[name],
+            event_payload_type=browser_events[0].payload_type if browser_events else None, sink_name=voice.name,
+            passthrough=to_sip_as_is,
+        )
+        to_webrtc = Transcoder(
+            make_decoder(name, rate), make_encoder("opus", rate), voice.payload_type, opus.payload_type,
+            source_clock=RTP_CLOCK[name], sink_clock=48000,
+            event_payload_type=sip_events[0].payload_type if sip_events else None,
+        )
+        to_plain.on_digit = lambda digit, duration_ms: self._dtmf_toward_sip(digit, duration_ms)
+        self.bridge.transcode(to_plain, to_webrtc)
+        use_clock_rate(self.bridge.webrtc, 48000)
+        use_clock_rate(self.bridge.plain, RTP_CLOCK[name])
+
+    def _dtmf_toward_sip(self, digit: str, duration_ms: int) -> None:
+        self.send_dtmf(digit, duration_ms)
 
     def _map_payload_types(self, sip: Media, browser: Media) -> None:
         """Packets keep their codec across the relay when the two sides number it differently."""
@@ -232,7 +336,7 @@ class CallMedia:
         assert self._transport is not None
         # Only the relayed m-line goes to the browser; the others are refused on both sides.
         single = SessionDescription(list(offer.lines), [m if i == self._audio else Media(m.kind, 0, m.proto, m.formats) for i, m in enumerate(offer.media)])
-        browser_offer = webrtc_offer_from_plain(single, self._transport, self.session_id)
+        browser_offer = webrtc_offer_from_plain(single, self._transport, self.session_id, transcoding=self.transcoding)
         self._plain_offer = single
         return str(browser_offer).encode()
 
@@ -244,6 +348,7 @@ class CallMedia:
         remote_fingerprint = fingerprint(answer, media)
         if credentials is None or remote_fingerprint is None or not media.port:
             raise MediaRefused("the browser's answer lacks ICE, DTLS or audio")
+        self._browser_answered = answer
         webrtc = self.bridge.webrtc
         webrtc.ice.set_remote_credentials(*credentials)
         if (answer.media_attribute(media, "setup") or "active") == "passive":
@@ -253,12 +358,33 @@ class CallMedia:
             # An active browser may have finished its handshake before its
             # answer reached us: keep it, and check the certificate now.
             webrtc.dtls.set_remote_fingerprint(remote_fingerprint)
+        plain_view = self._sip_view_of_answer(answer, media)
         plain = plain_answer_from_webrtc(
-            self._plain_offer, answer, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
+            self._plain_offer, plain_view, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
         )
         self._plain_answer = str(plain).encode()
         self._plain_sent = plain
         return self._plain_answer
+
+    def _sip_view_of_answer(self, answer: SessionDescription, media: Media) -> SessionDescription:
+        """The browser's answer as the SIP side is to see it; starts transcoding when the
+        browser took the Opus we added to a SIP offer that had none."""
+        assert self._plain_offer is not None
+        sip_media = self._plain_offer.media[self._audio]
+        voice = _first_voice(media)
+        sip_codecs = sip_media.codecs()
+        if voice is None or any(voice.same_codec(c) for c in sip_codecs) or voice.name.lower() != "opus":
+            return answer
+        sip_voice = next((c for c in sip_codecs if c.name.lower() in RTP_CLOCK), None)
+        if sip_voice is None:
+            raise MediaRefused("no codec in common")
+        browser_events = _events_at(media, 48000)
+        sip_events = _events_at(sip_media, sip_voice.clock_rate) if browser_events else []
+        # The browser numbers the SIP side's codecs as the SIP offer does, and may send them.
+        as_is = {c.payload_type: c.payload_type for c in sip_codecs if c.name.lower() not in NOT_VOICE}
+        self._transcode(browser=(voice, browser_events), sip=(sip_voice, sip_events), sip_ptime_ms=_ptime_ms(sip_media), to_sip_as_is=as_is)
+        self._sip_for_browser = _with_audio(self._plain_offer, self._audio, with_codecs(sip_media, media, [voice, *browser_events]))
+        return _with_audio(answer, self._audio, with_codecs(media, sip_media, [sip_voice, *sip_events]))
 
     # -- later offers from the SIP side (hold, refresh, codec re-offer) ------------
 
@@ -353,7 +479,9 @@ class CallMedia:
 
     @property
     def _sip_side(self) -> SessionDescription | None:
-        """What the SIP side said about the streams: its answer, or its offer."""
+        """What the SIP side said about the streams (its answer, or its offer), as the browser sees it."""
+        if self._sip_for_browser is not None:
+            return self._sip_for_browser
         if self._sip_answer is not None:
             return self._sip_answer
         return self._plain_offer
@@ -366,10 +494,29 @@ class CallMedia:
         if self.bridge is not None:
             self.bridge.expect_media(True)
 
+    def record(self, folder: Path, call_id: str, caller: str, callee: str, caller_is_browser: bool) -> None:
+        """Record both directions from now on (raises RecordingError when the file cannot be made)."""
+        browser = self._browser_offer or self._browser_answered
+        sip = self._sip_answer or self._plain_offer
+        if self.bridge is None or browser is None or sip is None or self._recording is not None:
+            return
+        browser_codecs = _codec_names(browser.media[self._audio])
+        sip_codecs = _codec_names(sip.media[self._audio])
+        self._recording = recording = CallRecording.open(folder, call_id, caller, callee, time.time())
+        # The codec each side sends: the answer's first voice codec, or Opus toward the browser when transcoded.
+        answer = (self._sip_answer or self._browser_answered or sip).media[self._audio]
+        agreed = _first_voice(answer)
+        sip_name = self.bridge.transcoders[0].sink_name if self.bridge.transcoders else (agreed.name if agreed else "")
+        browser_name = "opus" if self.bridge.transcoders else sip_name
+        recording.codecs(*((browser_name, sip_name) if caller_is_browser else (sip_name, browser_name)))
+        self.bridge.record(RecordingTap(recording, browser_codecs, sip_codecs, caller_is_browser))
+
     def close(self, reason: str) -> None:
-        """Release the ports; idempotent."""
+        """Release the ports and finish the recording; idempotent."""
         if self.bridge is not None:
             self.bridge.close(reason)
+        if self._recording is not None:
+            self._recording.close(time.time(), reason)
 
     def _build(
         self,

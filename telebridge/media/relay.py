@@ -17,6 +17,8 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
+from telebridge.media.recording_tap import RecordingTap
+from telebridge.media.transcode import Transcoder
 
 Leg = Union[WebrtcLeg, PlainLeg]
 
@@ -102,6 +104,8 @@ class MediaBridge:
         self._ports: list[int] = []
         self._listening: list[object] = []
         self._timers: dict[int, DelayedCall] = {}
+        self.transcoders: tuple[Transcoder, Transcoder] | None = None
+        self.tap: RecordingTap | None = None
         try:
             self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
             self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
@@ -135,6 +139,61 @@ class MediaBridge:
 
     def _to_webrtc(self, packet: bytearray, now: float) -> None:
         self._webrtc_socket.write(self.webrtc.send_rtp(packet, now))
+
+    def transcode(self, to_plain: Transcoder, to_webrtc: Transcoder) -> None:
+        """Decode and re-encode each way from now on: the legs share no codec."""
+        to_plain.on_packet = self._to_plain
+        to_webrtc.on_packet = self._to_webrtc
+        self.transcoders = (to_plain, to_webrtc)
+        self._wire()
+
+    def record(self, tap: RecordingTap) -> None:
+        """Let ``tap`` see every packet each side sends (it changes none)."""
+        self.tap = tap
+        self._wire()
+
+    def _wire(self) -> None:
+        """Where each leg's RTP goes: straight to the other leg (the hot path), or
+        through a transcoder, with the recording tap in front when there is one."""
+        if self.transcoders is None:
+            from_webrtc: Callable[[bytearray, float], None] = self._to_plain
+            from_plain: Callable[[bytearray, float], None] = self._to_webrtc
+        else:
+            to_plain, to_webrtc = self.transcoders
+            from_webrtc = lambda packet, now: self._into(to_plain, packet, now)  # noqa: E731
+            from_plain = lambda packet, now: self._into(to_webrtc, packet, now)  # noqa: E731
+        tap = self.tap
+        if tap is None:
+            self.webrtc.on_rtp, self.plain.on_rtp = from_webrtc, from_plain
+            return
+
+        def webrtc_tapped(packet: bytearray, now: float) -> None:
+            tap.from_browser(packet, now)
+            from_webrtc(packet, now)
+
+        def plain_tapped(packet: bytearray, now: float) -> None:
+            tap.from_sip(packet, now)
+            from_plain(packet, now)
+
+        self.webrtc.on_rtp, self.plain.on_rtp = webrtc_tapped, plain_tapped
+
+    def _into(self, transcoder: Transcoder, packet: bytearray, now: float) -> None:
+        transcoder.push(packet, now)
+        # The playout clock only needs arming when the stream (re)starts.
+        if id(transcoder) not in self._timers:
+            self._arm_transcoder(transcoder)
+
+    def _arm_transcoder(self, transcoder: Transcoder) -> None:
+        deadline = transcoder.get_timer()
+        if deadline is None or self.closed:
+            return
+        delay = max(0.0, deadline - self.reactor.seconds())  # type: ignore[attr-defined]
+        self._timers[id(transcoder)] = self.reactor.callLater(delay, self._play, transcoder)  # type: ignore[attr-defined]
+
+    def _play(self, transcoder: Transcoder) -> None:
+        self._timers.pop(id(transcoder), None)
+        transcoder.handle_timer(self.reactor.seconds())  # type: ignore[attr-defined]
+        self._arm_transcoder(transcoder)
 
     def _rearm(self, leg: Leg, sock: LegSocket) -> None:
         old = self._timers.pop(id(leg), None)

@@ -137,7 +137,7 @@ class Baresip:
         self.recording_dir.mkdir(exist_ok=True)
         tone = write_tone(self.workdir / f"tone-{self.tone_hz:g}hz.wav", self.tone_hz, TONE_SECONDS, TONE_RATE)
         # account last: an account's audio_codecs can name only codecs already loaded.
-        modules = ["g711", "opus", "aufile", "aubridge", "sndfile", "account"]
+        modules = ["g711", "g722", "opus", "aufile", "aubridge", "sndfile", "account"]
         lines = [
             "poll_method epoll",
             f"sip_listen {LOOPBACK}:{self.sip_port}",

@@ -23,7 +23,7 @@ context, so its own localStorage and RFC 5626 instance id::
         alice.wait_state(registration="registered")
         alice.call("echo")
         alice.wait_state(call="connected")
-        alice.frequency(seconds=1.0)  # {"hz": 440.1, "level": -23.5, "rms": 0.04, ...}
+        alice.frequency(seconds=1.0)  # {"hz": 440.1, "level": -23.5, "rms": 0.04, "snr": 41.2, ...}
 """
 
 from __future__ import annotations
@@ -89,7 +89,11 @@ FREQUENCY = """async ([seconds, path]) => {
   const [a, b, c] = [db(peak - 1), db(peak), db(peak + 1)];
   const curve = a - 2 * b + c;
   const offset = curve !== 0 ? Math.max(-0.5, Math.min(0.5, 0.5 * (a - c) / curve)) : 0;
-  return {hz: (peak + offset) * binHz, level: b, rms: Math.sqrt(squares / Math.max(count, 1)), frames};
+  // Signal-to-noise: the tone's main lobe (Blackman window: +-4 bins) against every other bin.
+  let tone = 0, rest = 0;
+  for (let i = 2; i < power.length; i++) (Math.abs(i - peak) <= 4 ? (tone += power[i]) : (rest += power[i]));
+  const snr = 10 * Math.log10(tone / (rest + 1e-30));
+  return {hz: (peak + offset) * binHz, level: b, rms: Math.sqrt(squares / Math.max(count, 1)), frames, snr};
 }"""
 
 STATS = """async () => {
@@ -231,7 +235,7 @@ class SoftphonePage:
         return self.evaluate("() => window.softphone.dropSocket()")
 
     def frequency(self, seconds: float = 1.0, stream: str = "softphone.remoteStream") -> Any:
-        """The dominant frequency of the remote audio at ``window.<stream>``: {"hz", "level" (dB), "rms", "frames"}."""
+        """The dominant frequency of the remote audio at ``window.<stream>``: {"hz", "level" (dB), "rms", "frames", "snr" (dB)}."""
         return self._request("eval", page=self.name, expression=FREQUENCY, arg=[seconds, stream], timeout=seconds + 15)
 
     def stats(self) -> Any:

@@ -11,18 +11,21 @@ call, no port pair and no call timer.
 
 from __future__ import annotations
 
+import json
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 
 from tests.e2e.baresip import Baresip
 from tests.e2e.gateway_web import assert_calls_released, page_url
 from tests.e2e.harness import LOOPBACK, Gateway
 from tests.e2e.softphone import SoftphoneBrowser, SoftphonePage
-from tests.e2e.wav_tone import Tone, dominant_tone, seconds_of
+from tests.e2e.wav_tone import Tone, dominant_tone, read_samples, seconds_of, tone_of, tone_snr
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +38,25 @@ TOLERANCE_HZ = 15
 AUDIBLE_RMS = 0.05
 G711 = ("PCMU/8000/1", "PCMA/8000/1")
 OPUS_FIRST = ("opus/48000/2", "PCMU/8000/1")
+# Transcoded tones must land within 10 Hz and this far above everything else
+# (noise, distortion, aliases): G.711 alone gives about 38 dB on a tone, and
+# Opus -> G.711 or back was measured at 30-36 dB here; 20 dB is still a
+# clean tone to a listener, while a broken resampler or a wrong clock rate
+# (aliases, a pitch shift) or dropped frames (clicks) falls far below it.
+RECORDED_USER = "alice-recorded"
+TRANSCODED_SNR_DB = 20
+TRANSCODED_TOLERANCE_HZ = 10
+# Makes the page's peer connection offer and accept Opus only (and
+# telephone-event), as a browser would that had no G.711 or G.722.
+OPUS_ONLY = """() => {
+  const addTrack = RTCPeerConnection.prototype.addTrack;
+  RTCPeerConnection.prototype.addTrack = function (...args) {
+    const sender = addTrack.apply(this, args);
+    const codecs = RTCRtpReceiver.getCapabilities("audio").codecs.filter((c) => /opus|telephone-event/i.test(c.mimeType));
+    for (const t of this.getTransceivers()) if (t.sender === sender) t.setCodecPreferences(codecs);
+    return sender;
+  };
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +64,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> It
     """One telebridge in embedded mode that knows the phone's password; its log must hold no traceback."""
     gw = Gateway(tmp_path_factory.mktemp("gateway"))
     # The default digest settings: baresip 1.0 must register with them.
-    gw.write_config(f'\n[users.{PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\n')
+    gw.write_config(
+        f'\n[users.{PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\n'
+        f'\n[recording]\nfolder = "{gw.workdir / "recordings"}"\nusers = ["{RECORDED_USER}"]\n'
+    )
     gw.start()
     yield gw
     gw.stop()
@@ -226,3 +251,93 @@ def test_closing_the_page_mid_call_sends_baresip_a_bye_within_2_s(
         page.close()
     phone.wait_event("CALL_CLOSED", timeout=2)
     assert_calls_released(gateway)
+
+
+def _assert_transcoded_both_ways(page: SoftphonePage, phone: Baresip) -> None:
+    """The page hears the phone's tone over Opus, the phone the page's over its own codec,
+    each at the right pitch and clean (TRANSCODED_SNR_DB)."""
+    heard = page.frequency(1.5)
+    assert abs(heard["hz"] - PHONE_TONE) < TRANSCODED_TOLERANCE_HZ and heard["snr"] > TRANSCODED_SNR_DB, heard
+    assert page.stats()["inbound"]["codec"] == "audio/opus"
+    recording = phone.wait_for_audio(2.5)
+    samples, rate = read_samples(recording)
+    last = samples[-rate * 3 // 2 :]
+    tone = dominant_tone(recording, start=-1.5)
+    assert abs(tone.hz - PAGE_TONE) < TRANSCODED_TOLERANCE_HZ and tone.rms > AUDIBLE_RMS, tone
+    snr = tone_snr(last, rate, PAGE_TONE)
+    assert snr > TRANSCODED_SNR_DB, f"{snr:.1f} dB"
+
+
+@pytest.mark.parametrize(
+    "phone", [("PCMU/8000/1",), ("PCMA/8000/1",), ("G722/8000/1",)], indirect=True, ids=["pcmu", "pcma", "g722"]
+)
+def test_opus_only_page_calls_a_phone_without_opus_and_is_transcoded(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """A page that speaks only Opus dials baresip restricted to one narrowband or wideband codec:
+    the gateway transcodes, and each side hears the other's tone at its pitch with a clean SNR."""
+    page = _open(browser, gateway, "alice-opus-only")
+    page.evaluate(OPUS_ONLY)
+    try:
+        _page_calls_phone(page, phone)
+        _assert_transcoded_both_ways(page, phone)
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("phone", [("PCMU/8000/1",)], indirect=True, ids=["pcmu"])
+def test_phone_without_opus_calls_an_opus_only_page_and_is_transcoded(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """baresip offering only PCMU calls an Opus-only page: the page is offered Opus as well,
+    takes it, and the call is transcoded both ways."""
+    page = _open(browser, gateway, "alice-opus-in")
+    page.evaluate(OPUS_ONLY)
+    try:
+        phone.dial(f"sip:alice-opus-in@{LOOPBACK}:{gateway.sip_port}")
+        page.wait_state(call="incoming", timeout=20)
+        page.answer()
+        page.wait_state(call="connected", timeout=20)
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _assert_transcoded_both_ways(page, phone)
+        phone.hangup()
+        page.wait_state(call="ended", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+
+
+def test_a_recorded_call_holds_the_callers_tone_on_one_channel_and_the_callees_on_the_other(
+    gateway: Gateway, browser: SoftphoneBrowser, phone: Baresip
+) -> None:
+    """alice-recorded is listed under [recording]: her call to baresip leaves a stereo WAV with
+    her 440 Hz on the left (caller) and baresip's 1000 Hz on the right, and a JSON sidecar
+    naming the parties, codecs and times; the WAV is readable while the call still runs."""
+    folder = gateway.workdir / "recordings"
+    page = _open(browser, gateway, RECORDED_USER)
+    try:
+        _page_calls_phone(page, phone)
+        phone.wait_for_audio(3.0)
+        [wav] = folder.glob("*.wav")
+        with wave.open(str(wav)) as running:  # a valid file mid-call, not only after it
+            assert running.getnchannels() == 2 and running.getnframes() > 0
+        page.hangup()
+        phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+    with wave.open(str(wav)) as finished:
+        rate = finished.getframerate()
+        frames = numpy.frombuffer(finished.readframes(finished.getnframes()), "<i2").reshape(-1, 2) / 32768
+    assert len(frames) > 2.5 * rate
+    middle = frames[len(frames) // 2 - rate : len(frames) // 2 + rate]
+    left, right = tone_of(middle[:, 0], rate), tone_of(middle[:, 1], rate)
+    assert abs(left.hz - PAGE_TONE) < TOLERANCE_HZ and left.rms > AUDIBLE_RMS, left
+    assert abs(right.hz - PHONE_TONE) < TOLERANCE_HZ and right.rms > AUDIBLE_RMS, right
+    sidecar = json.loads(wav.with_suffix(".json").read_text())
+    assert sidecar["caller"] == RECORDED_USER and sidecar["callee"] == PHONE_USER
+    assert sidecar["end"] is not None and sidecar["start"] is not None
+    assert "PCMU" in json.dumps(sidecar["codecs"]).upper()

@@ -109,3 +109,12 @@ def tone_of(samples: numpy.ndarray, rate: int) -> Tone:
     curve = a - 2 * b + c
     offset = 0.5 * (a - c) / curve if curve < 0 else 0.0
     return Tone(float((peak + offset) * rate / len(samples)), rms, seconds)
+
+
+def tone_snr(samples: numpy.ndarray, rate: int, hz: float, width_hz: float = 20.0) -> float:
+    """Signal-to-noise ratio (dB) of the tone at ``hz``: the power within ``width_hz``
+    of it against everything else (noise, distortion, aliases), Hann-windowed."""
+    spectrum = numpy.abs(numpy.fft.rfft((samples - samples.mean()) * numpy.hanning(len(samples)))) ** 2
+    freqs = numpy.fft.rfftfreq(len(samples), 1 / rate)
+    near = numpy.abs(freqs - hz) <= width_hz
+    return float(10 * numpy.log10(spectrum[near].sum() / (spectrum[~near][1:].sum() + 1e-30)))

@@ -196,3 +196,22 @@ def test_pbx_mode_defaults_and_secrets_stay_out_of_repr(tmp_path: Path) -> None:
     assert config.accounts["alice"].username == "alice"
     assert "pbx-pw" not in repr(config)
     assert load_config(write(tmp_path, BASE)).upstream is None
+
+
+def test_recording_is_off_unless_configured_and_defaults_under_the_state_dir(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).recording is None
+    config = load_config(write(tmp_path, BASE + '[recording]\nusers = ["alice", "*"]\n'))
+    assert config.recording is not None
+    assert config.recording.folder == tmp_path / "state" / "recordings"
+    assert config.recording.users == ("alice", "*") and config.recording.header == "X-Record"
+
+
+def test_transcoding_can_be_switched_off(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).media.transcoding is True
+    assert load_config(write(tmp_path, BASE + "[media]\ntranscoding = false\n")).media.transcoding is False
+    assert "media.transcoding" in error_of(tmp_path, BASE + '[media]\ntranscoding = "yes"\n')
+
+
+@pytest.mark.parametrize("text", ['header = "X Record"', 'users = [1]', 'header = ""', 'colour = "red"'])
+def test_bad_recording_settings_are_named(tmp_path: Path, text: str) -> None:
+    assert "recording." in error_of(tmp_path, BASE + f"[recording]\n{text}\n")

@@ -17,6 +17,7 @@ from telebridge.sdp_translation import (
     plain_offer_from_webrtc,
     webrtc_answer_from_plain,
     webrtc_offer_from_plain,
+    with_codecs,
 )
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "sdp"
@@ -161,3 +162,54 @@ def test_browser_answer_uses_the_browsers_payload_types_when_the_sip_side_renumb
     transport = WebrtcTransport("ufrag", "p" * 22, "AA:" * 31 + "AA", "127.0.0.1", 40000)
     answer = webrtc_answer_from_plain(offer, plain, transport, 1)
     assert answer.media[0].formats == ["0", str(te.payload_type)]
+
+
+def _opus_only(offer: str) -> str:
+    """The Chromium offer as a browser with Opus and telephone-event only would make it."""
+    lines = []
+    for line in offer.split("\r\n"):
+        if line.startswith("m=audio"):
+            line = "m=audio 51677 UDP/TLS/RTP/SAVPF 111 110"
+        elif any(line.startswith(f"a={kind}:{pt} ") for kind in ("rtpmap", "fmtp", "rtcp-fb") for pt in (63, 9, 0, 8, 13, 126)):
+            continue
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
+def test_transcodable_codecs_come_after_the_browsers_own_in_the_sip_offer() -> None:
+    """Chrome offers G.722, PCMU and PCMA itself: nothing is added, so they are relayed."""
+    offer = parse_sdp(CHROME)
+    plain = plain_offer_from_webrtc(offer, [30000, None], "127.0.0.1", 7, transcoding=True)
+    assert plain.media[0].formats == ["111", "9", "0", "8", "110", "126"]
+
+
+def test_an_opus_only_browser_is_offered_to_sip_with_g711_and_g722_added() -> None:
+    offer = parse_sdp(_opus_only(CHROME))
+    plain = plain_offer_from_webrtc(offer, [30000, None], "127.0.0.1", 7, transcoding=True)
+    names = [(c.name, c.clock_rate) for c in plain.media[0].codecs()]
+    assert names == [("opus", 48000), ("telephone-event", 48000), ("PCMU", 8000), ("PCMA", 8000), ("G722", 8000), ("telephone-event", 8000)]
+    assert plain.media[0].formats[:2] == ["111", "110"]
+    # Without transcoding, such a browser and a G.711 phone simply share nothing.
+    untouched = plain_offer_from_webrtc(offer, [30000, None], "127.0.0.1", 7)
+    assert untouched.media[0].formats == ["111", "110"]
+
+
+def test_a_sip_offer_without_opus_reaches_the_browser_with_opus_after_its_codecs() -> None:
+    pbx_offer = parse_sdp(ASTERISK_PCMU_ANSWER.replace("m=video 0 RTP/AVP 96\r\n", ""))
+    browser_offer = webrtc_offer_from_plain(pbx_offer, GATEWAY, 11, transcoding=True)
+    codecs = browser_offer.media[0].codecs()
+    assert [(c.name, c.clock_rate, c.channels) for c in codecs] == [
+        ("PCMU", 8000, 1), ("telephone-event", 8000, 1), ("opus", 48000, 2), ("telephone-event", 48000, 1)
+    ]
+    assert codecs[2].payload_type not in (0, 126) and codecs[2].fmtp == "minptime=10;useinbandfec=1"
+
+
+def test_with_codecs_shows_one_side_the_other_sides_codec_description() -> None:
+    offer = parse_sdp(_opus_only(CHROME))
+    answer = parse_sdp(ASTERISK_PCMU_ANSWER)
+    browser_audio = offer.media[0]
+    opus, event = browser_audio.codecs()
+    view = with_codecs(answer.media[0], browser_audio, [opus, event])
+    assert view.port == 12000 and view.formats == ["111", "110"] and view.direction == "sendrecv"
+    assert [c.name for c in view.codecs()] == ["opus", "telephone-event"]
+    assert not any(v.startswith("rtpmap:0 ") for _, v in view.lines)
