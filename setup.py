@@ -24,8 +24,7 @@ setup(
         # libopus0 through cffi; PCM frames are numpy arrays.
         "cffi>=1.15",
         "numpy>=1.26",
-        # G.722: sippy's libg722, the ITU reference algorithm in C (pure
-        # Python ADPCM would cost milliseconds per frame).
+        # G.722 (telebridge.media.g722): libg722 in C, bit-exact with the ITU reference (bench/results/2026-11-25-g7xx-codecs.md).
         "g722>=1.2.8",
     ],
     extras_require={

@@ -135,6 +135,11 @@ class UserConfig:
     """``[users.NAME]``: a SIP phone allowed to register with digest."""
 
     password: str
+    #: How digits from a browser reach this phone: "rfc4733" events, or "info" (SIP INFO).
+    dtmf: str = "rfc4733"
+
+
+DTMF_MODES = ("rfc4733", "info")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,7 @@ class UpstreamConfig:
     accounts_url: str | None = None
     accounts_secret: str | None = field(default=None, repr=False)
     accounts_cache: float = 300.0
+    dtmf: str = "rfc4733"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,8 @@ class AccountConfig:
 
     username: str
     password: str = field(repr=False)
+    #: Overrides ``[upstream] dtmf`` for this account's calls.
+    dtmf: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,9 +615,17 @@ def _users(source: str, table: dict[str, Any], base: Path) -> dict[str, UserConf
         password = r.get("password", str, None)
         if not password:
             raise r.fail("password", "required")
+        dtmf = _dtmf_mode(r, "rfc4733")
         r.finish()
-        users[name] = UserConfig(password)
+        users[name] = UserConfig(password, dtmf or "rfc4733")
     return users
+
+
+def _dtmf_mode(r: _Reader, default: str | None) -> str | None:
+    mode = r.get("dtmf", str, default)
+    if mode is not None and mode not in DTMF_MODES:
+        raise r.fail("dtmf", f"{mode!r} is not one of {', '.join(DTMF_MODES)}")
+    return mode
 
 
 def _upstream(r: _Reader) -> UpstreamConfig:
@@ -631,6 +647,7 @@ def _upstream(r: _Reader) -> UpstreamConfig:
         accounts_url=r.get("accounts_url", str, None) or None,
         accounts_secret=r.get("accounts_secret", str, None) or None,
         accounts_cache=r.number("accounts_cache", d.accounts_cache, 0, 86400, False),
+        dtmf=_dtmf_mode(r, d.dtmf) or d.dtmf,
     )
     if config.accounts_url is not None and not config.accounts_url.startswith(("http://", "https://")):
         raise r.fail("accounts_url", f"{config.accounts_url!r} is not an http:// or https:// URL")
@@ -645,6 +662,7 @@ def _accounts(source: str, table: dict[str, Any], base: Path) -> dict[str, Accou
         if not password:
             raise r.fail("password", "required (the user's password at the PBX)")
         username = r.get("username", str, name)
+        dtmf = _dtmf_mode(r, None)
         r.finish()
-        accounts[name] = AccountConfig(username, password)
+        accounts[name] = AccountConfig(username, password, dtmf)
     return accounts

@@ -96,6 +96,7 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         registrar=registrar,
         digest=digest,
         passwords=users.get,
+        dtmf_mode=lambda user: config.users[user].dtmf if user in config.users else "rfc4733",
         domains=frozenset(d.lower() for d in config.sip.domain),
         counters=counters,
         new_tag=lambda: secrets.token_hex(8),

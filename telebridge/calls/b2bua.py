@@ -78,6 +78,8 @@ class Destination:
     reach_timeout: float | None = None
     session_expires: int | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: How a browser's digits reach this destination: RFC 4733 events, or SIP INFO.
+    dtmf: str = "rfc4733"
 
 
 class _Echo:
@@ -128,6 +130,7 @@ class Call:
         self.forks: list[PlacedLeg] = []
         self.winner: PlacedLeg | None = None
         self.callee_instances: dict[PlacedLeg, str | None] = {}
+        self.dtmf_modes: dict[PlacedLeg, str] = {}
         self.media = manager.new_media(lambda reason: self.end(reason))
         self.id = incoming.request.call_id
         self._timers: dict[str, DelayedCall] = {}
@@ -175,6 +178,7 @@ class Call:
                 leg.invite.headers.add(LOOP_HEADER, loop_token(self.manager.loop_secret, leg.call_id))
             self.forks.append(leg)
             self.callee_instances[leg] = destination.instance
+            self.dtmf_modes[leg] = destination.dtmf
             self.manager.index(leg.key, self)
         reach = [d.reach_timeout for d in self.target if d.reach_timeout is not None]
         if reach:
@@ -201,6 +205,8 @@ class Call:
         self.answering.answer(answer, answer_headers(invite))
         self.manager.index(self.answering.key, self)
         self.media.answered()
+        if self._digits_as_info:
+            self.media.digits_as_info(self._info_digit)
         self._record_if_wanted(sip_answer)
         caller_timer = session_timer_of(invite)
         if caller_timer is not None and supports_timer(invite) and not self.caller_is_browser:
@@ -365,9 +371,15 @@ class Call:
             self._pass_direction_on(request.body)
         return response
 
+    @property
+    def _digits_as_info(self) -> bool:
+        """Whether the SIP side was configured to get a browser's digits as SIP INFO."""
+        return self.caller_is_browser and self.winner is not None and self.dtmf_modes.get(self.winner) == "info"
+
     def _browser_info(self, request: Request) -> Response:
         """A browser's DTMF INFO (JsSIP's default) becomes RFC 4733 events toward
-        the SIP side, or is passed on as INFO when that side has no telephone-event."""
+        the SIP side, or is passed on as INFO when that side has no telephone-event
+        or was configured to take INFO."""
         try:
             dtmf = dtmf_from_info(request.headers.get("Content-Type"), request.body)
         except DtmfInfoError as e:
@@ -375,17 +387,21 @@ class Call:
         if dtmf is None:
             return make_response(request, 200)
         digit, duration_ms = dtmf
-        if not self.media.send_dtmf(digit, duration_ms):
-            self._sip_side_info(request)
+        if self._digits_as_info or not self.media.send_dtmf(digit, duration_ms):
+            self._sip_side_info(request.body, request.headers.get("Content-Type"))
         self.manager.counters.inc("dtmf_digits_total", via="info")
         return make_response(request, 200)
 
-    def _sip_side_info(self, request: Request) -> None:
+    def _info_digit(self, digit: str, duration_ms: int) -> None:
+        """A browser's RFC 4733 digit, sent to the SIP side as INFO (application/dtmf-relay)."""
+        self._sip_side_info(f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode(), "application/dtmf-relay")
+        self.manager.counters.inc("dtmf_digits_total", via="rfc4733")
+
+    def _sip_side_info(self, body: bytes, content_type: str | None) -> None:
         leg = self.winner if self.caller_is_browser else self.answering
-        if leg is None or leg.dialog is None:
+        if leg is None or leg.dialog is None or self.state is not CallState.UP:
             return
-        info = leg.dialog.new_request("INFO", via_for(leg.flow), body=request.body,
-                                      content_type=request.headers.get("Content-Type"))
+        info = leg.dialog.new_request("INFO", via_for(leg.flow), body=body, content_type=content_type)
         self.manager.stack.send_request(info, leg.flow, lambda response: None)
 
     def _pass_direction_on(self, browser_offer: bytes) -> None:

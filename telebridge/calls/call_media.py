@@ -35,6 +35,7 @@ from typing import Callable
 from twisted.internet.interfaces import IReactorUDP
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
+from telebridge.media.dtmf_events import EventReader
 from telebridge.media.ice import IceLiteAgent, new_credentials
 from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock_rate
 from telebridge.media.recording import CallRecording
@@ -438,6 +439,19 @@ class CallMedia:
         audio.lines.append(("a", wanted))
         self._plain_sent = SessionDescription(_next_version(last.lines), media)
         return str(self._plain_sent).encode()
+
+    def digits_as_info(self, on_digit: Callable[[str, int], None]) -> None:
+        """The browser's RFC 4733 digits go to ``on_digit`` (to become SIP INFO) instead of
+        on to the SIP side as events."""
+        browser = self._browser_offer or self._browser_answered
+        if self.bridge is None or browser is None:
+            return
+        if self.bridge.transcoders is not None:
+            self.bridge.transcoders[0].on_digit = on_digit
+            return
+        events = [c for c in browser.media[self._audio].codecs() if c.name.lower() == "telephone-event"]
+        if events:
+            self.bridge.catch_digits({c.payload_type: EventReader(c.clock_rate) for c in events}, on_digit)
 
     def send_dtmf(self, digit: str, duration_ms: int) -> bool:
         """Play a digit toward the SIP side as RFC 4733 events; False when the SIP

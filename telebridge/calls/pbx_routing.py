@@ -27,8 +27,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from telebridge.calls.b2bua import CallManager, Destination
-from telebridge.calls.upstream import Upstream
+from telebridge.calls.upstream import Upstream, answerer_of
 from telebridge.calls.upstream_registrations import Outcome, UpstreamRegistrations
+from telebridge.config import AccountConfig
 from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.message import Request, Response
@@ -93,7 +94,7 @@ class PbxRouting:
             return self.reply(request, 400, f"Bad Request ({e.reason})")
         domain = format_host(self.upstream.config.domain)
 
-        def place(flow: Flow, answerer: ChallengeAnswerer) -> None:
+        def place(flow: Flow, answerer: ChallengeAnswerer, dtmf: str) -> None:
             if incoming.answered:
                 return  # CANCELled while the account or the connection was looked up
             destination = Destination(
@@ -105,14 +106,16 @@ class PbxRouting:
                 answerer=answerer,
                 reach_timeout=self.upstream.timeout,
                 session_expires=self.upstream.config.session_expires,
+                dtmf=dtmf,
             )
             self.calls.place(incoming, True, instance, [destination])
 
         def refuse(status: int, reason: str) -> None:
             incoming.respond(self.reply(request, status, reason))
 
-        def with_answerer(answerer: ChallengeAnswerer | None) -> None:
-            if answerer is None:
+        def with_account(account: AccountConfig | None) -> None:
+            answerer = answerer_of(account)
+            if account is None or answerer is None:
                 refuse(403, f"Forbidden (no PBX account for {caller})")
                 return
 
@@ -120,13 +123,13 @@ class PbxRouting:
                 log.warn("call from {caller} to {target}: {why}", caller=caller, target=target, why=failure.getErrorMessage())
                 refuse(503, "Service Unavailable (the PBX cannot be reached)")
 
-            self.upstream.flow().addCallbacks(place, unreachable, callbackArgs=(answerer,))
+            self.upstream.flow().addCallbacks(place, unreachable, callbackArgs=(answerer, self.upstream.dtmf_for(account)))
 
         def no_credentials(failure: Failure) -> None:
             log.warn("no PBX credentials for {caller}: {why}", caller=caller, why=failure.getErrorMessage())
             refuse(503, "Service Unavailable (the account service did not answer)")
 
-        self.upstream.answerer_for(caller).addCallbacks(with_answerer, no_credentials)
+        self.upstream.accounts.lookup(caller).addCallbacks(with_account, no_credentials)
         return None
 
 

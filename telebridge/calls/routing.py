@@ -73,6 +73,7 @@ class EmbeddedRouter:
         loop_flow: Callable[[], Flow | None] = lambda: None,
         pbx: PbxRouting | None = None,
         bearer_subject: Callable[[str, float], str | None] | None = None,
+        dtmf_mode: Callable[[str], str] = lambda user: "rfc4733",
     ) -> None:
         self.registrar = registrar
         self.digest = digest
@@ -85,6 +86,7 @@ class EmbeddedRouter:
         self.loop_flow = loop_flow
         self.pbx = pbx
         self.bearer_subject = bearer_subject
+        self.dtmf_mode = dtmf_mode
 
     def request_received(self, incoming: ServerRequest, now: float) -> Response | None:
         """The stack's entry point: calls are answered later, the rest now."""
@@ -308,7 +310,10 @@ class EmbeddedRouter:
         if not chosen:
             return Response(status=403, reason="Forbidden (calls between SIP phones are not bridged)")
         return [
-            Destination(str(b.contact.uri), f"<sip:{user}@{format_host(flow.local[0])}>", flow, browser=_is_browser(b), instance=b.instance_id)
+            Destination(
+                str(b.contact.uri), f"<sip:{user}@{format_host(flow.local[0])}>", flow, browser=_is_browser(b),
+                instance=b.instance_id, dtmf=self.dtmf_mode(user),
+            )
             for b in chosen
             if (flow := _flow_to(b)) is not None
         ]

@@ -92,9 +92,14 @@ class Upstream:
     def answerer_for(self, user: str) -> defer.Deferred[ChallengeAnswerer | None]:
         """Answers the PBX's challenges for ``user`` (a fresh one per request sequence);
         ``None`` without an account; fails with AccountsUnavailable."""
-        looking = self.accounts.lookup(user)
+        return self.accounts.lookup(user).addCallback(answerer_of)
 
-        def answerer(account: AccountConfig | None) -> ChallengeAnswerer | None:
-            return ChallengeAnswerer(DigestClient(account.username, account.password)) if account else None
+    def dtmf_for(self, account: AccountConfig) -> str:
+        """How a browser's digits reach the PBX on this account's calls: its own
+        setting, else ``[upstream] dtmf``."""
+        return account.dtmf or self.config.dtmf
 
-        return looking.addCallback(answerer)
+
+def answerer_of(account: AccountConfig | None) -> ChallengeAnswerer | None:
+    """A challenge answerer with the account's credentials (None without an account)."""
+    return ChallengeAnswerer(DigestClient(account.username, account.password)) if account else None

@@ -1,4 +1,4 @@
-"""RFC 4733 telephone-events made from digits (a browser's SIP INFO), sans-I/O.
+"""RFC 4733 telephone-events made from digits (a browser's SIP INFO), and read back, sans-I/O.
 
 Rules of operation:
 
@@ -32,6 +32,9 @@ VOLUME = 10  # -10 dBm0, a normal key press
 MIN_DURATION_MS, MAX_DURATION_MS = 40, 5000
 _EVENT = struct.Struct("!BBH")
 _HEADER = struct.Struct("!BBHII")
+
+
+DIGITS = {code: digit for digit, code in EVENT_CODES.items()}
 
 
 def event_code(digit: str) -> int | None:
@@ -119,3 +122,29 @@ class EventSender:
         _HEADER.pack_into(packet, 0, 0x80, (0x80 if marker else 0) | self.payload_type, self._seq, event.timestamp, self.ssrc)
         _EVENT.pack_into(packet, _HEADER.size, event.code, (0x80 if end else 0) | VOLUME, event.sent_units)
         return packet
+
+
+class EventReader:
+    """Turns a stream of telephone-event payloads back into digits, each once.
+
+    A digit is reported on its event's first end packet (E bit) with the
+    duration it gives; the two repeats that follow, and the growing
+    packets before, carry the same RTP timestamp and are ignored.
+    """
+
+    def __init__(self, clock_rate: int) -> None:
+        self.clock_rate = clock_rate
+        self._reported: deque[int] = deque(maxlen=8)
+
+    def read(self, payload: bytes, timestamp: int) -> tuple[str, int] | None:
+        """(digit, duration in ms) when this packet ends a new event, else None."""
+        if len(payload) < _EVENT.size:
+            return None
+        code, flags, duration = _EVENT.unpack_from(payload)
+        if not flags & 0x80 or timestamp in self._reported:
+            return None
+        digit = DIGITS.get(code)
+        if digit is None:
+            return None
+        self._reported.append(timestamp)
+        return digit, duration * 1000 // self.clock_rate

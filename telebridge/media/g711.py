@@ -98,19 +98,19 @@ def _bit_patterns(pcm: np.ndarray) -> np.ndarray:
 
 def encode_ulaw(pcm: np.ndarray) -> bytes:
     """PCMU bytes for int16 PCM (8 kHz for RTP), one byte per sample."""
-    return _ULAW_ENCODE[_bit_patterns(pcm)].tobytes()
+    return _ULAW_ENCODE.take(_bit_patterns(pcm)).tobytes()
 
 
 def decode_ulaw(payload: bytes | bytearray | memoryview) -> np.ndarray:
     """int16 PCM for PCMU bytes, one sample per byte; a fresh array each call."""
-    return _ULAW_DECODE[np.frombuffer(payload, dtype=np.uint8)]
+    return _ULAW_DECODE.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def encode_alaw(pcm: np.ndarray) -> bytes:
     """PCMA bytes for int16 PCM (8 kHz for RTP), one byte per sample."""
-    return _ALAW_ENCODE[_bit_patterns(pcm)].tobytes()
+    return _ALAW_ENCODE.take(_bit_patterns(pcm)).tobytes()
 
 
 def decode_alaw(payload: bytes | bytearray | memoryview) -> np.ndarray:
     """int16 PCM for PCMA bytes, one sample per byte; a fresh array each call."""
-    return _ALAW_DECODE[np.frombuffer(payload, dtype=np.uint8)]
+    return _ALAW_DECODE.take(np.frombuffer(payload, dtype=np.uint8))

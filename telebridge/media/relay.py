@@ -16,9 +16,10 @@ from twisted.internet import protocol
 from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 
+from telebridge.media.dtmf_events import EventReader
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
-from telebridge.media.transcode import Transcoder
+from telebridge.media.transcode import Transcoder, rtp_payload
 
 Leg = Union[WebrtcLeg, PlainLeg]
 
@@ -106,6 +107,7 @@ class MediaBridge:
         self._timers: dict[int, DelayedCall] = {}
         self.transcoders: tuple[Transcoder, Transcoder] | None = None
         self.tap: RecordingTap | None = None
+        self.digit_catcher: tuple[dict[int, EventReader], Callable[[str, int], None]] | None = None
         try:
             self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
             self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
@@ -152,6 +154,13 @@ class MediaBridge:
         self.tap = tap
         self._wire()
 
+    def catch_digits(self, readers: dict[int, EventReader], on_digit: Callable[[str, int], None]) -> None:
+        """The browser's RFC 4733 events (``readers``: one per telephone-event payload
+        type, at its clock) stop here and become ``on_digit`` calls (the SIP side
+        wants its digits as SIP INFO)."""
+        self.digit_catcher = (readers, on_digit)
+        self._wire()
+
     def _wire(self) -> None:
         """Where each leg's RTP goes: straight to the other leg (the hot path), or
         through a transcoder, with the recording tap in front when there is one."""
@@ -162,6 +171,8 @@ class MediaBridge:
             to_plain, to_webrtc = self.transcoders
             from_webrtc = lambda packet, now: self._into(to_plain, packet, now)  # noqa: E731
             from_plain = lambda packet, now: self._into(to_webrtc, packet, now)  # noqa: E731
+        if self.digit_catcher is not None:
+            from_webrtc = self._catching(from_webrtc, *self.digit_catcher)
         tap = self.tap
         if tap is None:
             self.webrtc.on_rtp, self.plain.on_rtp = from_webrtc, from_plain
@@ -176,6 +187,22 @@ class MediaBridge:
             from_plain(packet, now)
 
         self.webrtc.on_rtp, self.plain.on_rtp = webrtc_tapped, plain_tapped
+
+    @staticmethod
+    def _catching(
+        forward: Callable[[bytearray, float], None], readers: dict[int, EventReader], on_digit: Callable[[str, int], None]
+    ) -> Callable[[bytearray, float], None]:
+        def catch(packet: bytearray, now: float) -> None:
+            reader = readers.get(packet[1] & 0x7F)
+            if reader is None:
+                forward(packet, now)
+                return
+            payload = rtp_payload(packet)
+            digit = reader.read(payload, int.from_bytes(packet[4:8], "big")) if payload else None
+            if digit is not None:
+                on_digit(*digit)
+
+        return catch
 
     def _into(self, transcoder: Transcoder, packet: bytearray, now: float) -> None:
         transcoder.push(packet, now)

@@ -33,12 +33,10 @@ from typing import Callable
 
 import numpy as np
 
-from telebridge.media.dtmf_events import EVENT_CODES
+from telebridge.media.dtmf_events import EventReader
 from telebridge.media.jitter_buffer import JitterBuffer
 from telebridge.media.rtp import RTP_HEADER
 from telebridge.media.voice_codecs import VoiceDecoder, VoiceEncoder, UndecodablePayload
-
-DIGITS = {code: digit for digit, code in EVENT_CODES.items()}
 
 
 @dataclass
@@ -98,14 +96,13 @@ class Transcoder:
         self.stats = TranscodeStats()
         self.on_packet: Callable[[bytearray, float], None] = lambda packet, now: None
         self.on_digit: Callable[[str, int], None] = lambda digit, duration_ms: None
-        self._source_clock = source_clock
         self._ticks_per_packet = encoder.frame_samples * sink_clock // encoder.pcm_rate
         self._pending = np.zeros(0, dtype=np.int16)
         self._ssrc = secrets.randbits(32)
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._marker = True
-        self._events_reported: set[int] = set()
+        self._events = EventReader(source_clock)
 
     def push(self, packet: bytearray, now: float) -> None:
         """An RTP packet from the source leg."""
@@ -128,17 +125,10 @@ class Transcoder:
             self.stats.dropped += 1
 
     def _event(self, payload: bytes, timestamp: int) -> None:
-        if len(payload) < 4 or not payload[1] & 0x80 or timestamp in self._events_reported:
-            return
-        digit = DIGITS.get(payload[0])
-        if digit is None:
-            return
-        # Remember a few events: their three end packets must make one digit.
-        self._events_reported = {t for t in self._events_reported if (timestamp - t) & 0xFFFFFFFF < 0x7FFFFFFF}
-        self._events_reported.add(timestamp)
-        self.stats.digits += 1
-        duration_ms = struct.unpack_from("!H", payload, 2)[0] * 1000 // self._source_clock
-        self.on_digit(digit, duration_ms)
+        digit = self._events.read(payload, timestamp)
+        if digit is not None:
+            self.stats.digits += 1
+            self.on_digit(*digit)
 
     def get_timer(self) -> float | None:
         return self.buffer.next_time()

@@ -26,13 +26,18 @@ pytestmark = pytest.mark.e2e
 TURN_SECRET = "coturn-static-auth-secret-for-tests"
 TURN_URLS = ["turn:127.0.0.1:3478?transport=udp", "turns:localhost:5349?transport=tcp"]
 
+# A desk phone that takes a browser's digits as SIP INFO ([users.NAME] dtmf = "info").
+INFO_PHONE_USER = "frank"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
     """One telebridge with a [turn] section; its log must hold no traceback."""
     gw = Gateway(tmp_path_factory.mktemp("gateway"))
     urls = ", ".join(json.dumps(url) for url in TURN_URLS)
-    gw.write_config(f'\n[turn]\nurls = [{urls}]\nsecret = "{TURN_SECRET}"\nttl = 3600\n')
+    gw.write_config(
+        f'\n[turn]\nurls = [{urls}]\nsecret = "{TURN_SECRET}"\nttl = 3600\n'
+        f'\n[users.{INFO_PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\ndtmf = "info"\n'
+    )
     gw.start()
     yield gw
     gw.stop()
@@ -570,6 +575,41 @@ def test_user_agent_answers_a_far_side_reinvite_and_odd_requests(gateway: Gatewa
         "SIP/2.0 200 OK / 6 BYE",
     ]
     assert r["final"] == "ended" and r["note"] == "the other side hung up"
+
+
+def test_keypad_digits_reach_a_phone_configured_for_info_as_info_requests(
+    gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path
+) -> None:
+    """Issue 5 acceptance: with dtmf = "info" for the phone, 159#*0 on the page's keypad
+    reach it as six INFO requests (application/dtmf-relay), in order, each exactly once
+    (the scenario fails on any other request), and no RFC 4733 event reaches its RTP port."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", INFO_PHONE_USER, "-au", INFO_PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    events = RtpEvents()
+    phone = start_sipp(gateway, "phone_answers_dtmf_info.xml", tmp_path, [
+        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
+    ])
+    page = browser.open("erin-keypad", _url(gateway, "user=erin&dev=1"))
+    try:
+        page.wait_state(registration="registered")
+        page.call(INFO_PHONE_USER)
+        page.wait_state(call="connected", timeout=20)
+        before = _metric(gateway, "dtmf_digits_total")
+        assert page.send_dtmf("159#*0") is True
+        _eventually(lambda: _metric(gateway, "dtmf_digits_total") >= before + 6, 15, "six digits sent as INFO")
+        page.hangup()
+        page.wait_state(call="ended")
+        output, _ = phone.communicate(timeout=15)
+        assert phone.returncode == 0, output
+        assert events.digits() == "", events.ends
+    finally:
+        page.close()
+        events.close()
+        if phone.poll() is None:
+            phone.kill()
 
 
 def test_keypad_digits_reach_a_sip_phone_as_rfc4733_events(gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path) -> None:

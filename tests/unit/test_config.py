@@ -215,3 +215,13 @@ def test_transcoding_can_be_switched_off(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ['header = "X Record"', 'users = [1]', 'header = ""', 'colour = "red"'])
 def test_bad_recording_settings_are_named(tmp_path: Path, text: str) -> None:
     assert "recording." in error_of(tmp_path, BASE + f"[recording]\n{text}\n")
+
+
+def test_dtmf_modes_for_phones_the_pbx_and_accounts(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE + '[users.100]\npassword = "p"\ndtmf = "info"\n[users.101]\npassword = "q"\n'))
+    assert config.users["100"].dtmf == "info" and config.users["101"].dtmf == "rfc4733"
+    pbx = BASE + '[upstream]\nproxy = "udp:127.0.0.1:5080"\ndtmf = "info"\n[accounts.alice]\npassword = "x"\ndtmf = "rfc4733"\n[accounts.bob]\npassword = "y"\n'
+    config = load_config(write(tmp_path, pbx))
+    assert config.upstream is not None and config.upstream.dtmf == "info"
+    assert config.accounts["alice"].dtmf == "rfc4733" and config.accounts["bob"].dtmf is None
+    assert "users.100.dtmf" in error_of(tmp_path, BASE + '[users.100]\npassword = "p"\ndtmf = "inband"\n')

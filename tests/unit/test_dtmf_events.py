@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from telebridge.media.dtmf_events import END_REPEATS, EventSender
+from telebridge.media.dtmf_events import END_REPEATS, EventSender, EventReader
 
 
 def fields(packet: bytearray) -> tuple[bool, int, int, int, int, bool, int]:
@@ -48,3 +48,26 @@ def test_digits_play_in_order_each_once_with_a_gap_and_later_timestamps() -> Non
     assert all(0 < (b[3] - a[3]) & 0xFFFFFFFF < 1 << 31 for a, b in zip(starts, starts[1:]))  # later, modulo 2^32
     ends = [(p[3], p[4]) for p in packets if p[5]]
     assert len(set(ends)) == 3  # one event per digit, each ended
+
+
+def test_events_read_back_each_digit_once_on_its_first_end_packet() -> None:
+    sender = EventSender(101, 8000)
+    for digit in "1#":
+        sender.add(digit, 100, 0.0)
+    reader = EventReader(8000)
+    digits = []
+    t = 0.0
+    while sender.next_time() is not None:
+        for packet in sender.due(t):
+            got = reader.read(bytes(packet[12:]), int.from_bytes(packet[4:8], "big"))
+            if got is not None:
+                digits.append(got)
+        t += 0.01
+    assert digits == [("1", 100), ("#", 100)]
+
+
+def test_event_reader_is_total() -> None:
+    reader = EventReader(48000)
+    assert reader.read(b"", 0) is None
+    assert reader.read(b"\x63\x80\x00\x10", 1) is None  # event 99 is no DTMF digit
+    assert reader.read(b"\x01\x00\x00\x10", 2) is None  # not an end packet
