@@ -197,6 +197,7 @@ class MediaConfig:
     media_timeout: float = 30.0
     latch_window: float = 2.0
     transcoding: bool = True
+    inband_dtmf: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,6 +570,7 @@ def _media(r: _Reader) -> MediaConfig:
         media_timeout=r.number("media_timeout", d.media_timeout, 1, 3600, False),
         latch_window=r.number("latch_window", d.latch_window, 0, 60, False),
         transcoding=r.get("transcoding", bool, d.transcoding),
+        inband_dtmf=r.get("inband_dtmf", bool, d.inband_dtmf),
     )
     if config.port_max - config.port_min < 3:
         raise r.fail("port_max", "leaves fewer than two port pairs above port_min")

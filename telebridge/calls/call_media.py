@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IReactorUDP
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
 from telebridge.media.dtmf_events import EventReader
 from telebridge.media.ice import IceLiteAgent, new_credentials
+from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock_rate
 from telebridge.media.recording import CallRecording
 from telebridge.media.recording_tap import RecordingTap
@@ -151,6 +152,7 @@ class CallMedia:
         latch_window: float = 2.0,
         new_session_id: Callable[[], int] = lambda: secrets.randbits(48),
         transcoding: bool = False,
+        inband_dtmf: bool = False,
     ) -> None:
         self.reactor = reactor
         self.pool = pool
@@ -173,6 +175,7 @@ class CallMedia:
         self._answered = False
         self._delayed = False
         self.transcoding = transcoding
+        self.inband_dtmf = inband_dtmf
         #: The SIP side's SDP as the browser is shown it (its own codec, or Opus when transcoded).
         self._sip_for_browser: SessionDescription | None = None
         #: The browser's answer to our offer (a call the SIP side started).
@@ -503,10 +506,26 @@ class CallMedia:
     # -- common --------------------------------------------------------------------
 
     def answered(self) -> None:
-        """The call is up: media timeouts start now."""
+        """The call is up: media timeouts start now (and in-band digit detection, if configured)."""
         self._answered = True
         if self.bridge is not None:
             self.bridge.expect_media(True)
+            if self.inband_dtmf:
+                self._detect_inband_digits()
+
+    def _detect_inband_digits(self) -> None:
+        """Tones in the SIP side's G.711 become RFC 4733 events toward the browser too,
+        at the telephone-event the browser agreed for its voice codec's clock."""
+        assert self.bridge is not None
+        sip = self._sip_answer or self._plain_offer
+        browser = self._browser_answered or (parse_sdp(self._browser_answer) if self._browser_answer else None)
+        if sip is None or browser is None:
+            return
+        digits = InbandDigits(_codec_names(sip.media[self._audio]))
+        clock = self.bridge.webrtc.outgoing.rewriter.clock_rate
+        events = _events_at(browser.media[self._audio], clock)
+        if digits.usable and events:
+            self.bridge.detect_inband(digits, events[0].payload_type, clock)
 
     def record(self, folder: Path, call_id: str, caller: str, callee: str, caller_is_browser: bool) -> None:
         """Record both directions from now on (raises RecordingError when the file cannot be made)."""

@@ -23,6 +23,8 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from telebridge.media.rtp import StreamRewriter
+
 # RFC 4733 §3.2: the event codes of DTMF.
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 PACKET_INTERVAL = 0.02
@@ -122,6 +124,37 @@ class EventSender:
         _HEADER.pack_into(packet, 0, 0x80, (0x80 if marker else 0) | self.payload_type, self._seq, event.timestamp, self.ssrc)
         _EVENT.pack_into(packet, _HEADER.size, event.code, (0x80 if end else 0) | VOLUME, event.sent_units)
         return packet
+
+
+class EventTrack:
+    """The RFC 4733 events one leg plays into its outgoing stream (a sender made on first use)."""
+
+    def __init__(self) -> None:
+        self.sender: EventSender | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether an event is playing or queued (the leg holds its voice back meanwhile)."""
+        return self.sender is not None and self.sender.active
+
+    def add(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int, now: float) -> bool:
+        """Queue one digit at this payload type and clock; False for a non-digit."""
+        sender = self.sender
+        if sender is None or (sender.payload_type, sender.clock_rate) != (payload_type, clock_rate):
+            sender = self.sender = EventSender(payload_type, clock_rate)
+        return sender.add(digit, duration_ms, now)
+
+    def next_time(self) -> float | None:
+        return self.sender.next_time() if self.sender is not None else None
+
+    def due(self, now: float, rewriter: StreamRewriter) -> list[bytearray]:
+        """The packets due by ``now``, already folded into the leg's stream by ``rewriter``."""
+        if self.sender is None:
+            return []
+        packets = self.sender.due(now)
+        for packet in packets:
+            rewriter.rewrite(packet, self.sender.payload_type, now)
+        return packets
 
 
 class EventReader:

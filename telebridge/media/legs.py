@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
-from telebridge.media.dtmf_events import EventSender
+from telebridge.media.dtmf_events import EventTrack
 from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelected, SendTo
 from telebridge.media.rtcp import QualityFigures, ReceiveStats, RtcpError, build_report, parse_compound
 from telebridge.media.rtp import RTP_HEADER, Kind, StreamRewriter, classify
@@ -128,6 +128,8 @@ class WebrtcLeg:
         self.rtcp = RtcpTermination(outgoing.rewriter.clock_rate)
         self.ended: str | None = None
         self.last_media: float | None = None
+        #: RFC 4733 events we generate (digits detected in-band on the SIP side).
+        self.events = EventTrack()
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
 
     @property
@@ -200,9 +202,9 @@ class WebrtcLeg:
         self.last_media = now
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
-        """RTP from the other leg, toward the browser's selected pair."""
+        """RTP from the other leg, toward the browser's selected pair (held back while we play DTMF events)."""
         srtp, target = self.srtp, self.ice.selected
-        if srtp is None or target is None:
+        if srtp is None or target is None or self.events.active:
             return []
         self.outgoing.rewrite(packet, now)
         try:
@@ -213,9 +215,15 @@ class WebrtcLeg:
         self.rtcp.octets_out += len(packet) - 12
         return [(protected, target)]
 
+    def send_dtmf(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int, now: float) -> bool:
+        """Queue one digit as RFC 4733 events toward the browser (the caller re-arms the timer)."""
+        return self.events.add(digit, duration_ms, payload_type, clock_rate, now)
+
     def get_timer(self) -> float | None:
-        """The earliest of consent, DTLS retransmission and media timeout."""
-        times = [t for t in (self.ice.get_timer(), self.dtls.get_timer(), self.rtcp.next_report) if t is not None]
+        """The earliest of consent, DTLS retransmission, DTMF events and media timeout."""
+        times = [
+            t for t in (self.ice.get_timer(), self.dtls.get_timer(), self.rtcp.next_report, self.events.next_time()) if t is not None
+        ]
         if self.last_media is not None:
             times.append(self.last_media + self.media_timeout)
         return min(times) if times else None
@@ -228,6 +236,13 @@ class WebrtcLeg:
             out += [(d, target) for d in self.dtls.handle_timer(now)]
         report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
         srtp = self.srtp
+        for packet in self.events.due(now, self.outgoing.rewriter):
+            if srtp is not None and target is not None:
+                try:
+                    out.append((srtp.protect(bytes(packet)), target))
+                    self.stats.packets_out += 1
+                except SrtpError:
+                    pass
         if report is not None and srtp is not None and target is not None:
             try:
                 out.append((srtp.protect_rtcp(report), target))
@@ -272,8 +287,8 @@ class PlainLeg:
         self.latched = False
         #: Whether the peer's SDP lets it receive (not sendonly or inactive, RFC 3264 §6.1).
         self.receiving = True
-        #: RFC 4733 events we generate (a browser's SIP INFO digits), made on first use.
-        self.events: EventSender | None = None
+        #: RFC 4733 events we generate (a browser's SIP INFO digits).
+        self.events = EventTrack()
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
 
     def start(self, now: float) -> Datagrams:
@@ -348,7 +363,7 @@ class PlainLeg:
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
         """RTP from the browser leg toward the SIP peer (held back while we play DTMF events)."""
-        if self.remote is None or not self.receiving or (self.events is not None and self.events.active):
+        if self.remote is None or not self.receiving or self.events.active:
             return []
         self.outgoing.rewrite(packet, now)
         data = bytes(packet)
@@ -363,24 +378,19 @@ class PlainLeg:
 
     def send_dtmf(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int, now: float) -> bool:
         """Queue one digit as RFC 4733 events (the caller re-arms the leg's timer)."""
-        if self.events is None or (self.events.payload_type, self.events.clock_rate) != (payload_type, clock_rate):
-            self.events = EventSender(payload_type, clock_rate)
-        return self.events.add(digit, duration_ms, now)
+        return self.events.add(digit, duration_ms, payload_type, clock_rate, now)
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.rtcp.next_report,) if t is not None]
         if self.last_media is not None:
             times.append(self.last_media + self.media_timeout)
-        if self.events is not None and (event_at := self.events.next_time()) is not None:
+        if (event_at := self.events.next_time()) is not None:
             times.append(event_at)
         return min(times) if times else None
 
     def _event_packets(self, now: float) -> Datagrams:
-        if self.events is None:
-            return []
         out: Datagrams = []
-        for packet in self.events.due(now):
-            self.outgoing.rewriter.rewrite(packet, self.events.payload_type, now)
+        for packet in self.events.due(now, self.outgoing.rewriter):
             if self.remote is None or not self.receiving:
                 continue
             try:

@@ -17,6 +17,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 
 from telebridge.media.dtmf_events import EventReader
+from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.transcode import Transcoder, rtp_payload
@@ -108,6 +109,7 @@ class MediaBridge:
         self.transcoders: tuple[Transcoder, Transcoder] | None = None
         self.tap: RecordingTap | None = None
         self.digit_catcher: tuple[dict[int, EventReader], Callable[[str, int], None]] | None = None
+        self.inband: tuple[InbandDigits, int, int] | None = None
         try:
             self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
             self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
@@ -161,6 +163,12 @@ class MediaBridge:
         self.digit_catcher = (readers, on_digit)
         self._wire()
 
+    def detect_inband(self, digits: InbandDigits, payload_type: int, clock_rate: int) -> None:
+        """Tones in the SIP side's G.711 also reach the browser as RFC 4733 events
+        (``payload_type`` at ``clock_rate``: the browser's telephone-event)."""
+        self.inband = (digits, payload_type, clock_rate)
+        self._wire()
+
     def _wire(self) -> None:
         """Where each leg's RTP goes: straight to the other leg (the hot path), or
         through a transcoder, with the recording tap in front when there is one."""
@@ -173,6 +181,8 @@ class MediaBridge:
             from_plain = lambda packet, now: self._into(to_webrtc, packet, now)  # noqa: E731
         if self.digit_catcher is not None:
             from_webrtc = self._catching(from_webrtc, *self.digit_catcher)
+        if self.inband is not None:
+            from_plain = self._detecting(from_plain, *self.inband)
         tap = self.tap
         if tap is None:
             self.webrtc.on_rtp, self.plain.on_rtp = from_webrtc, from_plain
@@ -203,6 +213,19 @@ class MediaBridge:
                 on_digit(*digit)
 
         return catch
+
+    def _detecting(
+        self, forward: Callable[[bytearray, float], None], digits: InbandDigits, payload_type: int, clock_rate: int
+    ) -> Callable[[bytearray, float], None]:
+        def detect(packet: bytearray, now: float) -> None:
+            found = digits.packet(packet)  # before forwarding: that rewrites the packet
+            forward(packet, now)
+            for digit, duration_ms in found:
+                self.webrtc.send_dtmf(digit, duration_ms, payload_type, clock_rate, now)
+            if found:
+                self._rearm(self.webrtc, self._webrtc_socket)
+
+        return detect
 
     def _into(self, transcoder: Transcoder, packet: bytearray, now: float) -> None:
         transcoder.push(packet, now)
