@@ -198,6 +198,8 @@ class MediaConfig:
     latch_window: float = 2.0
     transcoding: bool = True
     inband_dtmf: bool = False
+    #: RTP/SAVP with SDES keys toward the SIP side: "never", "tls" (only when the SIP leg is TLS), "always".
+    sip_srtp: str = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +573,10 @@ def _media(r: _Reader) -> MediaConfig:
         latch_window=r.number("latch_window", d.latch_window, 0, 60, False),
         transcoding=r.get("transcoding", bool, d.transcoding),
         inband_dtmf=r.get("inband_dtmf", bool, d.inband_dtmf),
+        sip_srtp=r.get("sip_srtp", str, d.sip_srtp),
     )
+    if config.sip_srtp not in ("never", "tls", "always"):
+        raise r.fail("sip_srtp", f"{config.sip_srtp!r} is not one of never, tls, always")
     if config.port_max - config.port_min < 3:
         raise r.fail("port_max", "leaves fewer than two port pairs above port_min")
     r.finish()

@@ -204,7 +204,7 @@ def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[C
         return CallMedia(
             reactor, pool, certificate, media.address, on_end,  # type: ignore[arg-type]
             media_timeout=media.media_timeout, latch_window=media.latch_window, transcoding=media.transcoding,
-            inband_dtmf=media.inband_dtmf,
+            inband_dtmf=media.inband_dtmf, sip_srtp=media.sip_srtp,
         )
 
     def answer_for_echo(offer: bytes) -> bytes:

@@ -146,7 +146,8 @@ class Call:
             return
         try:
             if self.caller_is_browser:
-                offer = self.media.offer_from_browser(body)
+                transports = () if isinstance(self.target, _Echo) else tuple(d.flow.transport_name for d in self.target)
+                offer = self.media.offer_from_browser(body, transports)
             elif body:
                 offer = self.media.offer_from_sip(body)
             else:

@@ -42,6 +42,7 @@ from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock
 from telebridge.media.recording import CallRecording
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
+from telebridge.media.srtp import SdesCrypto, SrtpError, SrtpSession, new_crypto, parse_crypto
 from telebridge.media.transcode import Transcoder
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
@@ -153,6 +154,7 @@ class CallMedia:
         new_session_id: Callable[[], int] = lambda: secrets.randbits(48),
         transcoding: bool = False,
         inband_dtmf: bool = False,
+        sip_srtp: str = "never",
     ) -> None:
         self.reactor = reactor
         self.pool = pool
@@ -176,6 +178,10 @@ class CallMedia:
         self._delayed = False
         self.transcoding = transcoding
         self.inband_dtmf = inband_dtmf
+        self.sip_srtp = sip_srtp
+        #: Our SDES key toward the SIP side (RTP/SAVP), when that leg is encrypted.
+        self._our_crypto: SdesCrypto | None = None
+        self._remote_master = b""
         #: The SIP side's SDP as the browser is shown it (its own codec, or Opus when transcoded).
         self._sip_for_browser: SessionDescription | None = None
         #: The browser's answer to our offer (a call the SIP side started).
@@ -184,8 +190,9 @@ class CallMedia:
 
     # -- the browser offers (it calls out) -----------------------------------------
 
-    def offer_from_browser(self, sdp: bytes) -> bytes:
-        """The plain offer for the SIP side, made from the browser's offer."""
+    def offer_from_browser(self, sdp: bytes, sip_transports: tuple[str, ...] = ()) -> bytes:
+        """The plain offer for the SIP side, made from the browser's offer; RTP/SAVP with
+        our SDES key when ``sip_srtp`` asks for it on these SIP transports."""
         offer = _parse(sdp, "browser")
         self._audio = _first_audio(offer)
         audio = offer.media[self._audio]
@@ -204,9 +211,11 @@ class CallMedia:
         dtls_client = (offer.media_attribute(audio, "setup") or "actpass") == "passive"
         self._build(credentials, remote_fingerprint, dtls_client, None, _clock_rate(plain_offer.media[self._audio]))
         assert self.bridge is not None
+        if self.sip_srtp == "always" or (self.sip_srtp == "tls" and sip_transports and set(sip_transports) == {"TLS"}):
+            self._our_crypto = new_crypto(1)
         plain_offer = plain_offer_from_webrtc(
             offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id,
-            transcoding=self.transcoding,
+            crypto=self._crypto_per_stream(offer), transcoding=self.transcoding,
         )
         self._browser_offer = offer
         self._plain_sent = plain_offer
@@ -219,6 +228,8 @@ class CallMedia:
         if not media.port or not media.formats:
             raise MediaRefused("the SIP side rejected the audio stream")
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+        if self._our_crypto is not None:
+            self._key_plain_leg(media, "answered")
         browser_media = self._browser_offer.media[self._audio]
         self._sip_answer = answer
         if self._browser_answer is None:
@@ -235,6 +246,33 @@ class CallMedia:
                 use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
             self._map_payload_types(media, browser_media)
         return self._browser_answer
+
+    def _crypto_per_stream(self, session: SessionDescription) -> list[SdesCrypto | None] | None:
+        if self._our_crypto is None:
+            return None
+        return [self._our_crypto if i == self._audio else None for i in range(len(session.media))]
+
+    def _key_plain_leg(self, media: Media, what: str) -> None:
+        """SRTP toward the SIP side from its a=crypto (RFC 4568): the line matching our
+        suite (and tag, when answering us), with our own key for what we send."""
+        assert self.bridge is not None
+        theirs = None
+        for value in media.attributes("crypto"):
+            try:
+                candidate = parse_crypto(value or "")
+            except SrtpError:
+                continue
+            if self._our_crypto is None or candidate.profile == self._our_crypto.profile:
+                theirs = candidate
+                break
+        if media.proto != "RTP/SAVP" or theirs is None:
+            raise MediaRefused(f"the SIP side {what} without a usable SDES key (RTP/SAVP, a=crypto)")
+        if self._our_crypto is None or self._our_crypto.tag != theirs.tag:
+            # Answering an offer: our key takes the tag and suite the SIP side chose.
+            self._our_crypto = SdesCrypto(theirs.tag, theirs.profile, (self._our_crypto or new_crypto(theirs.tag, theirs.profile.name)).master)
+        if self.bridge.plain.srtp is None or theirs.master != self._remote_master:
+            self.bridge.plain.srtp = SrtpSession(theirs.profile, self._our_crypto.master, theirs.master)
+            self._remote_master = theirs.master
 
     def _browser_view_of_answer(self, answer: SessionDescription, media: Media, browser_media: Media) -> SessionDescription:
         """The SIP answer as the browser is to see it; starts transcoding when they share no voice codec."""
@@ -303,7 +341,10 @@ class CallMedia:
         """The browser's offer (ICE-lite, actpass), made from the SIP side's offer."""
         offer = _parse(sdp, "SIP side")
         self._audio = _first_audio(offer)
-        return self._offer_to_browser(offer, _address(offer, offer.media[self._audio]))
+        browser_offer = self._offer_to_browser(offer, _address(offer, offer.media[self._audio]))
+        if offer.media[self._audio].proto == "RTP/SAVP":
+            self._key_plain_leg(offer.media[self._audio], "offered RTP/SAVP")
+        return browser_offer
 
     def offer_for_delayed_offer(self) -> bytes:
         """The browser's offer when the SIP side's INVITE had none (RFC 3261 §13.2.1).
@@ -364,7 +405,8 @@ class CallMedia:
             webrtc.dtls.set_remote_fingerprint(remote_fingerprint)
         plain_view = self._sip_view_of_answer(answer, media)
         plain = plain_answer_from_webrtc(
-            self._plain_offer, plain_view, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id
+            self._plain_offer, plain_view, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id,
+            crypto=self._crypto_per_stream(self._plain_offer),
         )
         self._plain_answer = str(plain).encode()
         self._plain_sent = plain
@@ -400,10 +442,14 @@ class CallMedia:
         media = offer.media[self._audio]
         if media.port:
             self.bridge.plain.set_remote(_address(offer, media), self.reactor.seconds())  # type: ignore[attr-defined]
+            if self._our_crypto is not None:
+                self._key_plain_leg(media, "re-offered")  # a new key from the SIP side re-keys the leg
         self._follow_sip_direction(media)
         ports = _ports_for(offer, self._audio, self.bridge.plain_port)
         answer = SessionDescription(list(offer.lines), list(offer.media))
-        mirrored = plain_answer_from_webrtc(offer, _mirror_direction(answer), ports, self.address, self.session_id)
+        mirrored = plain_answer_from_webrtc(
+            offer, _mirror_direction(answer), ports, self.address, self.session_id, crypto=self._crypto_per_stream(offer)
+        )
         return str(mirrored).encode()
 
     def reoffer_from_browser(self, sdp: bytes) -> bytes:

@@ -66,6 +66,10 @@ class Baresip:
     auto_answer: bool = True
     codecs: tuple[str, ...] = ("PCMU/8000/1", "PCMA/8000/1")
     regint: int = 600
+    #: "tls" registers and calls over TLS (the registrar then names the TLS port).
+    transport: str = "udp"
+    #: baresip's mediaenc, e.g. "srtp-mand": RTP/SAVP with SDES keys, nothing else.
+    media_encryption: str | None = None
     sip_port: int = field(default_factory=_port_pair)
     ctrl_port: int = field(default_factory=lambda: free_port(both=False))
     process: subprocess.Popen[bytes] | None = None
@@ -82,7 +86,8 @@ class Baresip:
 
     @property
     def aor(self) -> str:
-        return f"sip:{self.user}@{self.registrar}"
+        suffix = ";transport=tls" if self.transport == "tls" else ""
+        return f"sip:{self.user}@{self.registrar}{suffix}"
 
     @property
     def log_path(self) -> Path:
@@ -137,7 +142,7 @@ class Baresip:
         self.recording_dir.mkdir(exist_ok=True)
         tone = write_tone(self.workdir / f"tone-{self.tone_hz:g}hz.wav", self.tone_hz, TONE_SECONDS, TONE_RATE)
         # account last: an account's audio_codecs can name only codecs already loaded.
-        modules = ["g711", "g722", "opus", "aufile", "aubridge", "sndfile", "account"]
+        modules = ["g711", "g722", "opus", "srtp", "aufile", "aubridge", "sndfile", "account"]
         lines = [
             "poll_method epoll",
             f"sip_listen {LOOPBACK}:{self.sip_port}",
@@ -171,6 +176,8 @@ class Baresip:
             f"audio_codecs={','.join(self.codecs)}",
             "mwi=no",
         ]
+        if self.media_encryption is not None:
+            params.append(f"mediaenc={self.media_encryption}")
         if self.password is not None:
             params += [f"auth_user={self.user}", f"auth_pass={self.password}"]
         return f"<{self.aor}>;" + ";".join(params)

@@ -67,6 +67,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> It
     gw.write_config(
         f'\n[users.{PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\n'
         f'\n[recording]\nfolder = "{gw.workdir / "recordings"}"\nusers = ["{RECORDED_USER}"]\n'
+        '\n[media]\nsip_srtp = "tls"\n'
     )
     gw.start()
     yield gw
@@ -341,3 +342,45 @@ def test_a_recorded_call_holds_the_callers_tone_on_one_channel_and_the_callees_o
     assert sidecar["caller"] == RECORDED_USER and sidecar["callee"] == PHONE_USER
     assert sidecar["end"] is not None and sidecar["start"] is not None
     assert "PCMU" in json.dumps(sidecar["codecs"]).upper()
+
+
+@pytest.fixture
+def tls_phone(gateway: Gateway, tmp_path: Path) -> Iterator[Baresip]:
+    """baresip registered over TLS that insists on SRTP (mediaenc=srtp-mand: RTP/SAVP with SDES)."""
+    baresip = Baresip(
+        tmp_path / "baresip-tls", PHONE_USER, f"{LOOPBACK}:{gateway.tls_port}", password=PHONE_PASSWORD,
+        tone_hz=PHONE_TONE, transport="tls", media_encryption="srtp-mand",
+    )
+    try:
+        baresip.start()
+        yield baresip
+    finally:
+        baresip.stop()
+
+
+def test_a_phone_on_tls_gets_srtp_keyed_by_sdes_both_ways(gateway: Gateway, browser: SoftphoneBrowser, tls_phone: Baresip) -> None:
+    """[media] sip_srtp = "tls": the page's call to a phone registered over TLS is offered
+    RTP/SAVP with an SDES key, which a phone that accepts only SRTP takes, and the tones
+    cross both ways; the phone's own SRTP offer to the page is answered with a key too."""
+    page = _open(browser, gateway, "alice-srtp")
+    try:
+        _page_calls_phone(page, tls_phone)
+        _assert_page_hears(page, PHONE_TONE)
+        _assert_tone(dominant_tone(tls_phone.wait_for_audio(1.5)), PAGE_TONE)
+        page.hangup()
+        tls_phone.wait_event("CALL_CLOSED", timeout=5)
+        assert_calls_released(gateway)
+
+        tls_phone.dial(f"sip:alice-srtp@{LOOPBACK}:{gateway.tls_port};transport=tls")
+        page.wait_state(call="incoming", timeout=20)
+        page.answer()
+        page.wait_state(call="connected", timeout=20)
+        tls_phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _assert_page_hears(page, PHONE_TONE)
+        tls_phone.hangup()
+        page.wait_state(call="ended", timeout=5)
+        assert_calls_released(gateway)
+    finally:
+        page.close()
+    # baresip logs this once per call whose SDES keys it accepted: both calls were SRTP.
+    assert tls_phone.log_text().count("SRTP is Enabled") == 2

@@ -225,3 +225,9 @@ def test_dtmf_modes_for_phones_the_pbx_and_accounts(tmp_path: Path) -> None:
     assert config.upstream is not None and config.upstream.dtmf == "info"
     assert config.accounts["alice"].dtmf == "rfc4733" and config.accounts["bob"].dtmf is None
     assert "users.100.dtmf" in error_of(tmp_path, BASE + '[users.100]\npassword = "p"\ndtmf = "inband"\n')
+
+
+def test_sip_srtp_modes(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).media.sip_srtp == "never"
+    assert load_config(write(tmp_path, BASE + '[media]\nsip_srtp = "tls"\n')).media.sip_srtp == "tls"
+    assert "media.sip_srtp" in error_of(tmp_path, BASE + '[media]\nsip_srtp = "dtls"\n')
