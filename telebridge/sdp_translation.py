@@ -88,7 +88,23 @@ def _codec_lines(source: Media, payload_types: list[str]) -> list[tuple[str, str
 
 
 def _rejected(source: Media, proto: str) -> Media:
+    """``source`` refused (port 0). A non-RTP stream (a data channel) keeps its own
+    proto and format: ``RTP/AVP webrtc-datachannel`` would be invalid SDP."""
+    if not _is_rtp(source):
+        return Media(source.kind, 0, source.proto, source.formats[:1] or ["0"])
     return Media(source.kind, 0, proto, source.formats[:1] or ["0"])
+
+
+def _is_rtp(media: Media) -> bool:
+    return media.kind in ("audio", "video") and "RTP" in media.proto
+
+
+def offered(session: SessionDescription, media: Media) -> bool:
+    """Whether an offer's m-line is wanted: a port, or port 0 with ``a=bundle-only``
+    inside a BUNDLE group (Firefox's max-bundle, RFC 9143 §7.5.3), which is not a refusal."""
+    if media.port:
+        return True
+    return media.has("bundle-only") and any(media.mid in group for group in session.bundle_groups)
 
 
 def _webrtc_lines(transport: WebrtcTransport, setup: str, mid: str) -> list[tuple[str, str]]:
@@ -173,7 +189,7 @@ def plain_offer_from_webrtc(
     for i, (media, port) in enumerate(zip(offer.media, ports)):
         keys = crypto[i] if crypto else None
         proto = "RTP/SAVP" if keys is not None else "RTP/AVP"
-        codecs = [c for c in media.codecs() if _wanted(media, c)] if media.port and media.proto == WEBRTC_PROTO else []
+        codecs = [c for c in media.codecs() if _wanted(media, c)] if offered(offer, media) and media.proto == WEBRTC_PROTO else []
         if port is None or not codecs:
             out.media.append(_rejected(media, proto))
             continue
@@ -206,8 +222,8 @@ def webrtc_answer_from_plain(
     for index, (media, answered) in enumerate(zip(offer.media, plain_answer.media)):
         # The SIP side may number a codec differently from the browser's offer
         # (RFC 3264 §6.1 only says SHOULD): the browser hears its own numbers.
-        mapping = payload_type_map(answered, media) if answered.port else {}
-        formats = [str(mapping[c.payload_type]) for c in answered.codecs() if c.payload_type in mapping]
+        mapping = payload_type_map(answered, media) if answered.port and _is_rtp(media) and _is_rtp(answered) else {}
+        formats = [str(mapping[c.payload_type]) for c in answered.codecs() if c.payload_type in mapping] if mapping else []
         if not formats:
             out.media.append(_rejected(media, media.proto))
             continue

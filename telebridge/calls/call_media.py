@@ -48,6 +48,7 @@ from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder,
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
     WebrtcTransport,
+    offered,
     payload_type_map,
     with_codecs,
     plain_answer_from_webrtc,
@@ -76,7 +77,7 @@ G711_OFFER = (
 
 def _first_audio(session: SessionDescription) -> int:
     for index, media in enumerate(session.media):
-        if media.kind == "audio" and media.port:
+        if media.kind == "audio" and offered(session, media):
             return index
     raise MediaRefused("no audio stream offered")
 
