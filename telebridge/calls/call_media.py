@@ -313,12 +313,20 @@ class CallMedia:
             event_payload_type=sip_events[0].payload_type if sip_events else None,
         )
         to_plain.on_digit = lambda digit, duration_ms: self._dtmf_toward_sip(digit, duration_ms)
+        if browser_events:
+            # The SIP side's events, regenerated at the browser's telephone-event and clock.
+            event = browser_events[0]
+            to_webrtc.on_digit = lambda digit, duration_ms: self._dtmf_toward_browser(digit, duration_ms, event)
         self.bridge.transcode(to_plain, to_webrtc)
         use_clock_rate(self.bridge.webrtc, 48000)
         use_clock_rate(self.bridge.plain, RTP_CLOCK[name])
 
     def _dtmf_toward_sip(self, digit: str, duration_ms: int) -> None:
         self.send_dtmf(digit, duration_ms)
+
+    def _dtmf_toward_browser(self, digit: str, duration_ms: int, event: Codec) -> None:
+        if self.bridge is not None:
+            self.bridge.send_dtmf_to_browser(digit, duration_ms, event.payload_type, event.clock_rate)
 
     def _map_payload_types(self, sip: Media, browser: Media) -> None:
         """Packets keep their codec across the relay when the two sides number it differently."""

@@ -221,9 +221,7 @@ class MediaBridge:
             found = digits.packet(packet)  # before forwarding: that rewrites the packet
             forward(packet, now)
             for digit, duration_ms in found:
-                self.webrtc.send_dtmf(digit, duration_ms, payload_type, clock_rate, now)
-            if found:
-                self._rearm(self.webrtc, self._webrtc_socket)
+                self.send_dtmf_to_browser(digit, duration_ms, payload_type, clock_rate)
 
         return detect
 
@@ -273,6 +271,12 @@ class MediaBridge:
         """Play one digit as RFC 4733 events toward the SIP side."""
         queued = self.plain.send_dtmf(digit, duration_ms, payload_type, clock_rate, self.reactor.seconds())  # type: ignore[attr-defined]
         self._rearm(self.plain, self._plain_socket)
+        return queued
+
+    def send_dtmf_to_browser(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int) -> bool:
+        """Play one digit as RFC 4733 events toward the browser."""
+        queued = self.webrtc.send_dtmf(digit, duration_ms, payload_type, clock_rate, self.reactor.seconds())  # type: ignore[attr-defined]
+        self._rearm(self.webrtc, self._webrtc_socket)
         return queued
 
     def _after_control(self, leg: Leg, sock: LegSocket) -> None:
