@@ -113,6 +113,15 @@ def _assert_tone(tone: Tone, hz: float) -> None:
     assert abs(tone.hz - hz) < TOLERANCE_HZ and tone.rms > AUDIBLE_RMS, tone
 
 
+def _phone_calls_page(phone: Baresip, page: SoftphonePage, uri: str) -> None:
+    """baresip dials ``uri`` (the page's user); the page rings, answers, and both see the call up."""
+    phone.dial(uri)
+    page.wait_state(call="incoming", timeout=20)
+    page.answer()
+    page.wait_state(call="connected", timeout=20)
+    phone.wait_event("CALL_ESTABLISHED", timeout=20)
+
+
 def _page_calls_phone(page: SoftphonePage, phone: Baresip) -> None:
     page.call(PHONE_USER)
     phone.wait_event("CALL_ESTABLISHED", timeout=20)
@@ -152,11 +161,7 @@ def test_baresip_calls_the_page_audio_both_ways(gateway: Gateway, browser: Softp
     answers, and each side hears the other's tone over Opus, relayed as it is."""
     page = _open(browser, gateway, "alice-in")
     try:
-        phone.dial(f"sip:alice-in@{LOOPBACK}:{gateway.sip_port}")
-        page.wait_state(call="incoming", timeout=20)
-        page.answer()
-        page.wait_state(call="connected", timeout=20)
-        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _phone_calls_page(phone, page, f"sip:alice-in@{LOOPBACK}:{gateway.sip_port}")
         _assert_page_hears(page, PHONE_TONE)
         assert page.stats()["inbound"]["codec"] == "audio/opus"
         _assert_tone(dominant_tone(phone.wait_for_audio(1.5)), PAGE_TONE)
@@ -298,11 +303,7 @@ def test_phone_without_opus_calls_an_opus_only_page_and_is_transcoded(
     page = _open(browser, gateway, "alice-opus-in")
     page.evaluate(OPUS_ONLY)
     try:
-        phone.dial(f"sip:alice-opus-in@{LOOPBACK}:{gateway.sip_port}")
-        page.wait_state(call="incoming", timeout=20)
-        page.answer()
-        page.wait_state(call="connected", timeout=20)
-        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _phone_calls_page(phone, page, f"sip:alice-opus-in@{LOOPBACK}:{gateway.sip_port}")
         _assert_transcoded_both_ways(page, phone)
         phone.hangup()
         page.wait_state(call="ended", timeout=5)
@@ -371,11 +372,7 @@ def test_a_phone_on_tls_gets_srtp_keyed_by_sdes_both_ways(gateway: Gateway, brow
         tls_phone.wait_event("CALL_CLOSED", timeout=5)
         assert_calls_released(gateway)
 
-        tls_phone.dial(f"sip:alice-srtp@{LOOPBACK}:{gateway.tls_port};transport=tls")
-        page.wait_state(call="incoming", timeout=20)
-        page.answer()
-        page.wait_state(call="connected", timeout=20)
-        tls_phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        _phone_calls_page(tls_phone, page, f"sip:alice-srtp@{LOOPBACK}:{gateway.tls_port};transport=tls")
         _assert_page_hears(page, PHONE_TONE)
         tls_phone.hangup()
         page.wait_state(call="ended", timeout=5)

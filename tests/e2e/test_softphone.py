@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -577,67 +578,55 @@ def test_user_agent_answers_a_far_side_reinvite_and_odd_requests(gateway: Gatewa
     assert r["final"] == "ended" and r["note"] == "the other side hung up"
 
 
+@contextlib.contextmanager
+def _keypad_call(
+    gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path, phone_user: str, scenario: str, page_user: str
+) -> Iterator[tuple[SoftphonePage, RtpEvents]]:
+    """A page in a call with a SIPp phone (``scenario``) registered as ``phone_user``, whose RTP
+    goes to an RFC 4733 receiver; on leaving, the page hangs up and the scenario must pass."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", phone_user, "-au", phone_user, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    events = RtpEvents()
+    phone = start_sipp(gateway, scenario, tmp_path, [
+        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
+    ])
+    page = browser.open(f"{page_user}-keypad", _url(gateway, f"user={page_user}&dev=1"))
+    try:
+        page.wait_state(registration="registered")
+        page.call(phone_user)
+        page.wait_state(call="connected", timeout=20)
+        yield page, events
+        page.hangup()
+        page.wait_state(call="ended")
+        output, _ = phone.communicate(timeout=15)
+        assert phone.returncode == 0, output
+    finally:
+        page.close()
+        events.close()
+        if phone.poll() is None:
+            phone.kill()
+
+
 def test_keypad_digits_reach_a_phone_configured_for_info_as_info_requests(
     gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path
 ) -> None:
     """Issue 5 acceptance: with dtmf = "info" for the phone, 159#*0 on the page's keypad
     reach it as six INFO requests (application/dtmf-relay), in order, each exactly once
     (the scenario fails on any other request), and no RFC 4733 event reaches its RTP port."""
-    phone_port = free_port()
-    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
-        "-s", INFO_PHONE_USER, "-au", INFO_PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
-    ])
-    assert registered.returncode == 0, registered.stdout + registered.stderr
-    events = RtpEvents()
-    phone = start_sipp(gateway, "phone_answers_dtmf_info.xml", tmp_path, [
-        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
-    ])
-    page = browser.open("erin-keypad", _url(gateway, "user=erin&dev=1"))
-    try:
-        page.wait_state(registration="registered")
-        page.call(INFO_PHONE_USER)
-        page.wait_state(call="connected", timeout=20)
+    with _keypad_call(gateway, browser, tmp_path, INFO_PHONE_USER, "phone_answers_dtmf_info.xml", "erin") as (page, events):
         before = _metric(gateway, "dtmf_digits_total")
         assert page.send_dtmf("159#*0") is True
         _eventually(lambda: _metric(gateway, "dtmf_digits_total") >= before + 6, 15, "six digits sent as INFO")
-        page.hangup()
-        page.wait_state(call="ended")
-        output, _ = phone.communicate(timeout=15)
-        assert phone.returncode == 0, output
-        assert events.digits() == "", events.ends
-    finally:
-        page.close()
-        events.close()
-        if phone.poll() is None:
-            phone.kill()
+    assert events.digits() == "", events.ends
 
 
 def test_keypad_digits_reach_a_sip_phone_as_rfc4733_events(gateway: Gateway, browser: SoftphoneBrowser, tmp_path: Path) -> None:
     """Issue 5 acceptance: 159#*0 on the page's keypad (RTCDTMFSender) reach a SIPp phone
     that negotiated telephone-event as RFC 4733 events, in order, each exactly once."""
-    phone_port = free_port()
-    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
-        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
-    ])
-    assert registered.returncode == 0, registered.stdout + registered.stderr
-    events = RtpEvents()
-    phone = start_sipp(gateway, "phone_answers_dtmf.xml", tmp_path, [
-        "-p", str(phone_port), "-key", "rtp_port", str(events.port), "-timeout", "40s",
-    ])
-    page = browser.open("dave-keypad", _url(gateway, "user=dave&dev=1"))
-    try:
-        page.wait_state(registration="registered")
-        page.call(PHONE_USER)
-        page.wait_state(call="connected", timeout=20)
+    with _keypad_call(gateway, browser, tmp_path, PHONE_USER, "phone_answers_dtmf.xml", "dave") as (page, events):
         assert page.send_dtmf("159#*0") is True
         _eventually(lambda: len(events.digits()) >= 6, 15, f"events so far: {events.digits()!r}")
         assert events.digits() == "159#*0", events.ends
-        page.hangup()
-        page.wait_state(call="ended")
-        output, _ = phone.communicate(timeout=15)
-        assert phone.returncode == 0, output
-    finally:
-        page.close()
-        events.close()
-        if phone.poll() is None:
-            phone.kill()
