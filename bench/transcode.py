@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from telebridge.media.opus import OpusEncoder, libopus_version  # noqa: E402
 from telebridge.media.transcode import Transcoder  # noqa: E402
-from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between  # noqa: E402
+from telebridge.media.voice_codecs import (  # noqa: E402
+    RTP_CLOCK,
+    TRANSCODING_COMPLEXITY,
+    make_decoder,
+    make_encoder,
+    pcm_rate_between,
+)
 
 OPUS_PT = 111
 STATIC_PT = {"pcmu": 0, "pcma": 8, "g722": 9}
@@ -138,7 +144,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, {libopus_version()}, one process, CPU time "
         f"(time.process_time), best of {args.repeats} runs of {args.frames} frames of a voice-like signal with pauses.",
-        "Each direction is a whole Transcoder: jitter buffer, decode, encode (Opus: 32 kbit/s, complexity 5, FEC on, "
+        "Each direction is a whole Transcoder: jitter buffer, decode, encode (Opus: 32 kbit/s, "
+        f"complexity {TRANSCODING_COMPLEXITY}, FEC on, "
         "from or to PCM at the G.7xx side's rate, no resampler of ours), RTP packetisation.",
         f"Per call-second adds the relay's {RELAY_MS_PER_CALL_SECOND} ms (SRTP, rewriting; bench/results/2026-11-25-relay.md).",
         "",

@@ -155,14 +155,16 @@ class Transcoder:
     def _flush(self, now: float) -> None:
         size = self.encoder.frame_samples
         while len(self._pending) >= size:
-            chunk, self._pending = np.ascontiguousarray(self._pending[:size]), self._pending[size:]
+            if len(self._pending) == size:  # the usual case: one frame in, one packet out
+                chunk, self._pending = self._pending, self._pending[:0]
+            else:
+                chunk, self._pending = np.ascontiguousarray(self._pending[:size]), self._pending[size:]
             payload = self.encoder.encode(chunk)
             self._seq = (self._seq + 1) & 0xFFFF
             self._timestamp = (self._timestamp + self._ticks_per_packet) & 0xFFFFFFFF
-            packet = bytearray(12 + len(payload))
             marker = 0x80 if self._marker else 0
-            RTP_HEADER.pack_into(packet, 0, 0x80, marker | self.sink_payload_type, self._seq, self._timestamp, self._ssrc)
-            packet[12:] = payload
+            packet = bytearray(RTP_HEADER.pack(0x80, marker | self.sink_payload_type, self._seq, self._timestamp, self._ssrc))
+            packet += payload
             self._marker = False
             self.stats.packets_out += 1
             self.on_packet(packet, now)
