@@ -228,22 +228,38 @@ def _sipp_args(sipp: str, port: int, flag: str, scenario: str, extra: list[str] 
 @contextlib.contextmanager
 def stunnel_client(gateway: Gateway, workdir: Path) -> Iterator[int]:
     """A stunnel TLS client: plain TCP in on the yielded port, TLS out to the gateway."""
-    stunnel = require_program("stunnel")
     port = free_port(both=False)
     cert = gateway.workdir / "state" / "telebridge-cert.pem"
-    conf = workdir / "stunnel.conf"
-    conf.write_text(
-        f"""foreground = yes
-pid =
-[sip-tls]
+    yield from _stunnel(workdir / "stunnel.conf", port, f"""[sip-tls]
 client = yes
 accept = {LOOPBACK}:{port}
 connect = {LOOPBACK}:{gateway.tls_port}
 CAfile = {cert}
 verifyPeer = yes
 checkHost = localhost
-"""
-    )
+""")
+
+
+@contextlib.contextmanager
+def stunnel_server(workdir: Path, connect_port: int) -> Iterator[int]:
+    """A stunnel TLS server (a self-signed certificate of its own): TLS in on the yielded
+    port, plain TCP out to ``connect_port`` (a SIPp PBX that speaks TCP)."""
+    from telebridge.tls import ensure_self_signed
+
+    port = free_port(both=False)
+    cert, key = ensure_self_signed(workdir / "stunnel-server")
+    yield from _stunnel(workdir / "stunnel-server.conf", port, f"""[pbx-tls]
+accept = {LOOPBACK}:{port}
+connect = {LOOPBACK}:{connect_port}
+cert = {cert}
+key = {key}
+""")
+
+
+def _stunnel(conf: Path, port: int, service: str) -> Iterator[int]:
+    """Run stunnel on ``service`` until the caller is done; ready once ``port`` accepts."""
+    stunnel = require_program("stunnel")
+    conf.write_text(f"foreground = yes\npid =\n{service}")
     process = subprocess.Popen([stunnel, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

@@ -23,7 +23,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from telebridge.sip.message import Request
-from tests.e2e.harness import LOOPBACK, Gateway, free_port, start_sipp
+from tests.e2e.harness import LOOPBACK, Gateway, free_port, start_sipp, stunnel_server
 from tests.e2e.peer_process import AIORTC_PEER, LinePeer, start_peer
 from tests.e2e.test_calls import answered_call, assert_released, metrics
 from tests.e2e.ws_ua import WsUserAgent, answer_request
@@ -445,3 +445,53 @@ def test_pbx_link_over_tcp_registers_and_calls(tcp_pbx: tuple[Gateway, int], tmp
 def tcp_port_listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+@pytest.fixture
+def tls_pbx(tmp_path: Path) -> Iterator[tuple[Gateway, int]]:
+    """A gateway whose PBX link is TLS (stunnel in front of a TCP SIPp PBX) with
+    [media] sip_srtp = "tls", and the port that SIPp PBX listens on behind stunnel."""
+    port = free_port(both=False)
+    with stunnel_server(tmp_path, port) as tls_port:
+        gw = Gateway(tmp_path / "gateway-tls")
+        gw.workdir.mkdir()
+        gw.write_config(
+            f'[upstream]\nproxy = "tls:{LOOPBACK}:{tls_port}"\ndomain = "pbx.test"\ntimeout = {PBX_TIMEOUT}\n'
+            '[accounts.alice]\nusername = "1001"\npassword = "pbx-secret-1001"\n'
+            '[media]\nsip_srtp = "tls"\n'
+        )
+        gw.start()
+        yield gw, port
+        gw.stop()
+    assert "Traceback" not in gw.log_text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pbx_link_over_tls_carries_sdes_srtp(tls_pbx: tuple[Gateway, int], tmp_path: Path) -> Generator[Any, Any, None]:
+    """[upstream] proxy = "tls:..." with sip_srtp = "tls": telebridge registers and calls over
+    TLS, offers the PBX RTP/SAVP with an SDES key (the scenario fails otherwise), and the
+    PBX's SRTP echo of the browser's audio is unprotected and reaches the browser."""
+    gateway, port = tls_pbx
+    registrar = start_sipp(gateway, "pbx_registrar.xml", tmp_path, ["-t", "t1", "-p", str(port), "-timeout", "40s"])
+    ua = WsUserAgent("alice", gateway.web_port)
+    peer = start_peer()
+    try:
+        wait_listening(registrar, lambda: tcp_port_listening(port))
+        assert ua.register().status == 200
+        assert ua.register(expires=0).status == 200
+        code, output = finish(registrar)
+        assert code == 0, output
+        pbx = start_sipp(gateway, "pbx_answers_srtp.xml", tmp_path, [
+            "-t", "t1", "-p", str(port), "-timeout", "40s", "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo",
+        ])
+        wait_listening(pbx, lambda: tcp_port_listening(port))
+        offer = yield peer.receive()
+        call = answered_call(ua, "1002", offer, peer, 2)
+        result = yield peer.receive(timeout=30)
+        assert result["frames"] > 50 and result["rms"] > 300, result
+        assert call.bye().status == 200
+        code, output = finish(pbx)
+        assert code == 0, output
+        assert_released(gateway)
+    finally:
+        yield hang_up(registrar, peer, ua)
