@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
 from telebridge.sip.message import Request
@@ -417,29 +418,7 @@ def test_pbx_link_over_tcp_registers_and_calls(tcp_pbx: tuple[Gateway, int], tmp
     """[upstream] proxy = "tcp:...": telebridge connects to the PBX (RFC 3261
     §18.1.1), registers over the connection and places the call on it."""
     gateway, port = tcp_pbx
-    registrar = start_sipp(gateway, "pbx_registrar.xml", tmp_path, ["-t", "t1", "-p", str(port), "-timeout", "40s"])
-    ua = WsUserAgent("alice", gateway.web_port)
-    peer = start_peer()
-    try:
-        wait_listening(registrar, lambda: tcp_port_listening(port))
-        assert ua.register().status == 200
-        assert ua.register(expires=0).status == 200
-        code, output = finish(registrar)
-        assert code == 0, output
-        pbx = start_sipp(gateway, "pbx_answers.xml", tmp_path, [
-            "-t", "t1", "-p", str(port), "-timeout", "40s", "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo",
-        ])
-        wait_listening(pbx, lambda: tcp_port_listening(port))
-        offer = yield peer.receive()
-        call = answered_call(ua, "1002", offer, peer, 2)
-        result = yield peer.receive(timeout=30)
-        assert result["frames"] > 50 and result["rms"] > 300, result
-        assert call.bye().status == 200
-        code, output = finish(pbx)
-        assert code == 0, output
-        assert_released(gateway)
-    finally:
-        yield hang_up(registrar, peer, ua)
+    yield _register_then_call(gateway, port, tmp_path, "pbx_answers.xml")
 
 
 def tcp_port_listening(port: int) -> bool:
@@ -472,6 +451,14 @@ def test_pbx_link_over_tls_carries_sdes_srtp(tls_pbx: tuple[Gateway, int], tmp_p
     TLS, offers the PBX RTP/SAVP with an SDES key (the scenario fails otherwise), and the
     PBX's SRTP echo of the browser's audio is unprotected and reaches the browser."""
     gateway, port = tls_pbx
+    yield _register_then_call(gateway, port, tmp_path, "pbx_answers_srtp.xml")
+
+
+@defer.inlineCallbacks
+def _register_then_call(gateway: Gateway, port: int, tmp_path: Path, scenario: str) -> Generator[Any, Any, None]:
+    """Over a TCP-based PBX link (SIPp on ``port``): alice registers and unregisters through
+    telebridge, then calls 1002, whom ``scenario`` answers with an RTP echo; the browser
+    (aiortc) must hear its own audio back, and the call must end cleanly."""
     registrar = start_sipp(gateway, "pbx_registrar.xml", tmp_path, ["-t", "t1", "-p", str(port), "-timeout", "40s"])
     ua = WsUserAgent("alice", gateway.web_port)
     peer = start_peer()
@@ -481,7 +468,7 @@ def test_pbx_link_over_tls_carries_sdes_srtp(tls_pbx: tuple[Gateway, int], tmp_p
         assert ua.register(expires=0).status == 200
         code, output = finish(registrar)
         assert code == 0, output
-        pbx = start_sipp(gateway, "pbx_answers_srtp.xml", tmp_path, [
+        pbx = start_sipp(gateway, scenario, tmp_path, [
             "-t", "t1", "-p", str(port), "-timeout", "40s", "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo",
         ])
         wait_listening(pbx, lambda: tcp_port_listening(port))
