@@ -27,11 +27,9 @@ import importlib.util
 import platform
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from cffi import FFI
@@ -42,8 +40,8 @@ from G722 import G722  # noqa: E402
 
 from telebridge.media import g711  # noqa: E402
 from telebridge.media.g722 import G722Decoder, G722Encoder  # noqa: E402
+from cpu_timing import Case, cpu_us  # noqa: E402
 
-Case = tuple[Callable[[Any], object], list[Any]]
 
 SPANDSP = "libspandsp.so.2"
 SPANDSP_CDEF = """
@@ -68,21 +66,6 @@ def voice_frames(rate: int, frames: int) -> list[np.ndarray]:
     noise = np.random.default_rng(11).normal(0, 0.02, t.size)
     pcm = (8000 * (voice * envelope + noise)).clip(-32768, 32767).astype(np.int16)
     return [pcm[i * n : (i + 1) * n].copy() for i in range(frames)]
-
-
-def cpu_us(cases: list[Case], repeats: int) -> list[float]:
-    """Best-of-`repeats` CPU µs per call for each (call, items) case, after a warm-up."""
-    for call, items in cases:
-        for item in items[:50]:
-            call(item)
-    best = [float("inf")] * len(cases)
-    for _ in range(repeats):
-        for index, (call, items) in enumerate(cases):
-            start = time.process_time()
-            for item in items:
-                call(item)
-            best[index] = min(best[index], time.process_time() - start)
-    return [b / len(items) * 1e6 for b, (_, items) in zip(best, cases)]
 
 
 class Spandsp:

@@ -29,6 +29,7 @@ import numpy as np
 import opuslib
 from cffi import FFI
 
+from cpu_timing import cpu_us
 from telebridge.media import opus
 
 BITRATE = 32000
@@ -47,25 +48,6 @@ def voice_frames(rate: int, frames: int) -> list[np.ndarray]:
     noise = np.random.default_rng(5).normal(0, 0.02, t.size)
     pcm = (9000 * (voice * envelope + noise)).clip(-32768, 32767).astype(np.int16)
     return [pcm[i * n:(i + 1) * n].copy() for i in range(frames)]
-
-
-def cpu_us(cases: list[tuple[Callable[[Any], object], list[Any]]], repeats: int) -> list[float]:
-    """Best-of-`repeats` CPU µs per call for each (call, items) case.
-
-    Every repeat runs every case once, in turn, so that load from other
-    processes on this shared machine falls on all candidates alike.
-    """
-    for call, items in cases:
-        for item in items[:50]:
-            call(item)
-    best = [float("inf")] * len(cases)
-    for _ in range(repeats):
-        for index, (call, items) in enumerate(cases):
-            start = time.process_time()
-            for item in items:
-                call(item)
-            best[index] = min(best[index], time.process_time() - start)
-    return [b / len(items) * 1e6 for b, (_, items) in zip(best, cases)]
 
 
 def paired_overhead_us(floor: tuple[Callable[[Any], object], list[Any]], wrapped: tuple[Callable[[Any], object], list[Any]], repeats: int) -> float:
