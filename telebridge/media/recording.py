@@ -27,7 +27,7 @@ Rules of operation:
 * Crash safety: the header's sizes are valid from the start (no data) and
   rewritten, and the file synced to disk, each time ``SYNC_INTERVAL`` more
   audio is written; a crash leaves a valid WAV lacking at most the audio
-  since (one second, plus ``HOLD`` across a one-sided stretch).
+  since: ``SYNC_INTERVAL`` plus ``HOLD``, one second at most.
 * The sidecar is written at open (``end`` null, so a crash keeps the
   metadata), again when the codecs are known, and at close; each time
   atomically (temp file, then rename).
@@ -59,7 +59,7 @@ MAX_ID_CHARS = 64
 MAX_NAME_TRIES = 100
 JUMP = 0.06  # a chunk this much later than its channel's end starts after silence
 HOLD = 0.5  # how long a one-sided stretch waits for the silent side before writing
-SYNC_INTERVAL = 1.0  # audio written between header rewrites + syncs
+SYNC_INTERVAL = 0.5  # audio written between header rewrites + syncs: with HOLD, at most 1 s at risk
 MAX_DURATION = 4 * 3600.0
 WRITE_BLOCK = 1.0  # at most this much audio is put together for one write
 CHANNELS = 2
