@@ -37,11 +37,14 @@ setup(
             "aiortc>=1.9",
             "numpy>=1.26",
             "playwright>=1.45",
+            # The capacity report's charts (bench/capacity.py; its smoke test runs in CI).
+            "matplotlib>=3.7",
         ],
         # The other Opus bindings bench/opus_bindings.py measures ours against.
         "bench": [
             "av>=12",
             "opuslib>=3.0",
+            "matplotlib>=3.7",
         ],
     },
     entry_points={"console_scripts": ["telebridge = telebridge.cli:main"]},
