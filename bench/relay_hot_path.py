@@ -88,8 +88,8 @@ Packets: {args.packets} each way, 92-byte RTP (80-byte payload), AES_CM/GCM as n
 | both, per call-second (50 pps each way) | {(up + down) * 50 / 1000:.2f} ms |
 | relayed calls one core could carry at that cost | {calls_per_core:.0f} |
 
-Excludes the socket system calls and the reactor's dispatch (measured by the
-load generator of issue 6, not yet written).
+Excludes the socket system calls and the reactor's dispatch: bench/capacity.py
+measures the whole gateway under load.
 """
     out = Path(__file__).parent / "results" / f"{today}-relay.md"
     out.write_text(report)
