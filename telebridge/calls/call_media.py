@@ -26,6 +26,7 @@ Rules of operation:
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from dataclasses import replace
@@ -93,7 +94,13 @@ def _address(session: SessionDescription, media: Media) -> tuple[str, int]:
         host = session_c[0][2] if session_c and len(session_c[0]) == 3 else None
     if host is None:
         raise MediaRefused("the SDP has no connection address")
-    return host.split("/")[0], media.port
+    host = host.split("/")[0]
+    try:
+        # An IP literal only: a name would need a DNS lookup on the packet path.
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise MediaRefused(f"the SDP's connection address {host[:60]!r} is not an IP address") from None
+    return host, media.port
 
 
 def _clock_rate(media: Media) -> int:

@@ -77,13 +77,17 @@ class LegSocket(protocol.DatagramProtocol):
 
     def write(self, datagrams: Datagrams) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or not datagrams:
             return
+        # Straight to the socket: every address here is an IP literal (a packet's
+        # source, or an SDP address checked when it was read), so Twisted's
+        # per-datagram address checks are not needed on the hot path.
+        send = transport.socket.sendto  # type: ignore[attr-defined]
         for data, address in datagrams:
             try:
-                transport.write(data, address)  # type: ignore[attr-defined]
+                send(data, address)
             except OSError:
-                pass  # ICMP-driven send errors on UDP are the peer's problem, not ours
+                pass  # ICMP-driven send errors and a full buffer: UDP loss, not our fault
 
 
 class MediaBridge:
