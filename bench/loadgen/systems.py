@@ -25,29 +25,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Loopback ports the same way the test suite finds them.
+from tests.e2e.harness import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 TOKEN_SECRET = "loadgen-token-secret-0123456789abcdef"
 PHONE_USER = "phone"
 PHONE_PASSWORD = "loadgen-phone-password"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(udp_too: bool = True) -> int:
-    """A loopback port free for TCP (and UDP)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = tcp.getsockname()[1]
-            if not udp_too:
-                return port
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port")
 
 
 NICENESS = 10
@@ -123,7 +109,7 @@ class Telebridge:
     workdir: Path
     core: int | None = 0
     sip_port: int = field(default_factory=free_port)
-    web_port: int = field(default_factory=lambda: free_port(udp_too=False))
+    web_port: int = field(default_factory=lambda: free_port(both=False))
     # Below the kernel's ephemeral range (32768-60999), where the generators' sockets are.
     port_min: int = 20000
     port_max: int = 25999
