@@ -20,7 +20,6 @@ Writes bench/results/<date>-g7xx-codecs.md.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib.metadata
 import importlib.util
@@ -40,7 +39,7 @@ from G722 import G722  # noqa: E402
 
 from telebridge.media import g711  # noqa: E402
 from telebridge.media.g722 import G722Decoder, G722Encoder  # noqa: E402
-from cpu_timing import Case, cpu_us  # noqa: E402
+from cpu_timing import Case, cpu_us, fmt, frame_arguments, voice_frames  # noqa: E402
 
 
 SPANDSP = "libspandsp.so.2"
@@ -52,20 +51,6 @@ int g722_encode(g722_encode_state_t *s, uint8_t g722_data[], const int16_t amp[]
 g722_decode_state_t *g722_decode_init(g722_decode_state_t *s, int rate, int options);
 int g722_decode(g722_decode_state_t *s, int16_t amp[], const uint8_t g722_data[], int len);
 """
-
-
-def voice_frames(rate: int, frames: int) -> list[np.ndarray]:
-    """Voice-like 20 ms frames: harmonics of a gliding 100-200 Hz pitch up to
-    the band's top, shaped by a syllable envelope, with a little noise."""
-    n = rate // 50
-    t = np.arange(frames * n) / rate
-    pitch = 150 + 50 * np.sin(2 * np.pi * 0.6 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 40) if k * 200 < rate / 2)
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
-    noise = np.random.default_rng(11).normal(0, 0.02, t.size)
-    pcm = (8000 * (voice * envelope + noise)).clip(-32768, 32767).astype(np.int16)
-    return [pcm[i * n : (i + 1) * n].copy() for i in range(frames)]
 
 
 class Spandsp:
@@ -130,15 +115,8 @@ def spandsp_version() -> str:
     return done.stdout.strip() or "?"
 
 
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=3000, help="20 ms frames per run (3000 = 1 min)")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    args = frame_arguments()
     frames8, frames16 = voice_frames(8000, args.frames), voice_frames(16000, args.frames)
 
     # G.711: the same frames and the bytes they encode to, for every implementation.

@@ -15,7 +15,6 @@ Writes bench/results/<date>-opus-bindings.md.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import platform
 import statistics
@@ -29,25 +28,11 @@ import numpy as np
 import opuslib
 from cffi import FFI
 
-from cpu_timing import cpu_us
+from cpu_timing import cpu_us, fmt, frame_arguments, voice_frames
 from telebridge.media import opus
 
 BITRATE = 32000
 MAX_PACKET = 1275
-
-
-def voice_frames(rate: int, frames: int) -> list[np.ndarray]:
-    """Voice-like 20 ms frames: a gliding 120-240 Hz harmonic series, syllable
-    envelope and a little noise, so that the encoder works as on speech."""
-    n = rate // 50
-    t = np.arange(frames * n) / rate
-    pitch = 180 + 60 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 20) if k * 240 < rate / 2)
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
-    noise = np.random.default_rng(5).normal(0, 0.02, t.size)
-    pcm = (9000 * (voice * envelope + noise)).clip(-32768, 32767).astype(np.int16)
-    return [pcm[i * n:(i + 1) * n].copy() for i in range(frames)]
 
 
 def paired_overhead_us(floor: tuple[Callable[[Any], object], list[Any]], wrapped: tuple[Callable[[Any], object], list[Any]], repeats: int) -> float:
@@ -144,15 +129,8 @@ def pyav_libopus_path() -> str:
     return str(next(libs.glob("libopus*.so*")))
 
 
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=3000, help="20 ms frames per run (3000 = 1 min)")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    args = frame_arguments()
     frames48, frames8 = voice_frames(48000, args.frames), voice_frames(8000, args.frames)
     # Everyone decodes the same packets: voice at complexity 10, 32 kbit/s.
     reference = opus.OpusEncoder(48000, bitrate=BITRATE, complexity=10, fec=False, expected_loss_percent=0)

@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu_timing import voice_frames  # noqa: E402
 from telebridge.media.opus import OpusEncoder, libopus_version  # noqa: E402
 from telebridge.media.transcode import Transcoder  # noqa: E402
 from telebridge.media.voice_codecs import (  # noqa: E402
@@ -42,33 +42,16 @@ STATIC_PT = {"pcmu": 0, "pcma": 8, "g722": 9}
 RELAY_MS_PER_CALL_SECOND = 0.65
 
 
-def voice_like(seconds: float, rate: int) -> np.ndarray:
-    """A voiced signal (harmonics of 140 Hz under a moving formant) with pauses, int16."""
-    t = np.arange(int(seconds * rate)) / rate
-    signal = np.zeros_like(t)
-    for harmonic in range(1, 25):
-        hz = 140 * harmonic
-        if hz > rate / 2.2:
-            break
-        formant = np.exp(-(((hz - 700 - 400 * np.sin(2 * np.pi * 0.7 * t)) / 500) ** 2))
-        signal += formant * np.sin(2 * np.pi * hz * t) / harmonic
-    envelope = (np.sin(2 * np.pi * 0.4 * t) > -0.3).astype(float)
-    return np.round(8000 * signal / np.abs(signal).max() * envelope).astype(np.int16)
-
-
 def packets(codec: str, frames: int) -> list[bytearray]:
     """``frames`` 20 ms RTP packets of ``codec`` as a peer would send them."""
     if codec == "opus":
-        pcm = voice_like(frames * 0.02, 48000)
         encoder = OpusEncoder(48000)
-        payloads = [encoder.encode(pcm[n * 960 : (n + 1) * 960]) for n in range(frames)]
+        payloads = [encoder.encode(frame) for frame in voice_frames(48000, frames)]
         pt, ticks = OPUS_PT, 960
     else:
         rate = 16000 if codec == "g722" else 8000
-        pcm = voice_like(frames * 0.02, rate)
-        encoder = make_encoder(codec, rate)
-        size = rate // 50
-        payloads = [encoder.encode(np.ascontiguousarray(pcm[n * size : (n + 1) * size])) for n in range(frames)]
+        voice_encoder = make_encoder(codec, rate)
+        payloads = [voice_encoder.encode(frame) for frame in voice_frames(rate, frames)]
         pt, ticks = STATIC_PT[codec], 160
     return [bytearray(struct.pack("!BBHII", 0x80, pt, n & 0xFFFF, n * ticks, 7) + p) for n, p in enumerate(payloads)]
 
@@ -143,7 +126,7 @@ def main() -> None:
         f"# Transcoding, {today}",
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, {libopus_version()}, one process, CPU time "
-        f"(time.process_time), best of {args.repeats} runs of {args.frames} frames of a voice-like signal with pauses.",
+        f"(time.process_time), best of {args.repeats} runs of {args.frames} frames of a voice-like signal (bench/cpu_timing.voice_frames).",
         "Each direction is a whole Transcoder: jitter buffer, decode, encode (Opus: 32 kbit/s, "
         f"complexity {TRANSCODING_COMPLEXITY}, FEC on, "
         "from or to PCM at the G.7xx side's rate, no resampler of ours), RTP packetisation.",

@@ -108,6 +108,17 @@ password = "{PHONE_PASSWORD}"
 """
         )
 
+    @contextlib.contextmanager
+    def running(self, extra: str = "") -> Iterator[Gateway]:
+        """Configured with ``extra`` and started; stopped afterwards, its log free of tracebacks."""
+        self.write_config(extra)
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+        assert "Traceback" not in self.log_text()
+
     def start(self) -> None:
         """Run ``twistd -n telebridge`` and wait until it answers OPTIONS."""
         self.log = self.log_path.open("wb")

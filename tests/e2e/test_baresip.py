@@ -62,17 +62,14 @@ OPUS_ONLY = """() => {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
     """One telebridge in embedded mode that knows the phone's password; its log must hold no traceback."""
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
     # The default digest settings: baresip 1.0 must register with them.
-    gw.write_config(
+    workdir = tmp_path_factory.mktemp("gateway")
+    with Gateway(workdir).running(
         f'\n[users.{PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\n'
-        f'\n[recording]\nfolder = "{gw.workdir / "recordings"}"\nusers = ["{RECORDED_USER}"]\n'
+        f'\n[recording]\nfolder = "{workdir / "recordings"}"\nusers = ["{RECORDED_USER}"]\n'
         '\n[media]\nsip_srtp = "tls"\n'
-    )
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    ) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

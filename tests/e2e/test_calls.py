@@ -30,12 +30,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config("[media]\nport_min = 43000\nport_max = 43099\n[calls]\nring_timeout = 5\ngrace = 3\n")
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    config = "[media]\nport_min = 43000\nport_max = 43099\n[calls]\nring_timeout = 5\ngrace = 3\n"
+    with Gateway(tmp_path_factory.mktemp("gateway")).running(config) as gw:
+        yield gw
 
 
 def metrics(gateway: Gateway) -> dict[str, float]:

@@ -28,12 +28,8 @@ SILENCE_RMS = 0.01
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config()
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    with Gateway(tmp_path_factory.mktemp("gateway")).running() as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

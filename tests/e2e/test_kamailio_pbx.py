@@ -39,15 +39,11 @@ def pbx(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterat
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, pbx: Kamailio) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config(
+    with Gateway(tmp_path_factory.mktemp("gateway")).running(
         f'[upstream]\nproxy = "udp:{pbx.address}"\ndomain = "{LOOPBACK}"\ntimeout = 3\n'
         f'[accounts.alice]\npassword = "{ALICE_PBX_PASSWORD}"\n'
-    )
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    ) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

@@ -70,17 +70,13 @@ def app_server(loopback_only: None) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, pbx_port: int, app_server: str) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config(
+    with Gateway(tmp_path_factory.mktemp("gateway")).running(
         "[media]\nport_min = 43200\nport_max = 43299\n"
         f'[upstream]\nproxy = "udp:{LOOPBACK}:{pbx_port}"\ndomain = "pbx.test"\ntimeout = {PBX_TIMEOUT}\n'
         f'accounts_url = "{app_server}"\naccounts_secret = "{APP_SECRET}"\n'
         '[accounts.alice]\nusername = "1001"\npassword = "pbx-secret-1001"\n'
-    )
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    ) as gw:
+        yield gw
 
 
 def start_pbx(gateway: Gateway, scenario: str, pbx_port: int, workdir: Path, *extra: str) -> subprocess.Popen[str]:

@@ -34,12 +34,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One telebridge for the module; its log must hold no traceback."""
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.write_config()
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    with Gateway(tmp_path_factory.mktemp("gateway")).running() as gw:
+        yield gw
 
 
 def app_server_token(user: str, ttl: int = 60, secret: str = TOKEN_SECRET) -> str:

@@ -33,16 +33,12 @@ INFO_PHONE_USER = "frank"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, loopback_only: None) -> Iterator[Gateway]:
     """One telebridge with a [turn] section; its log must hold no traceback."""
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
     urls = ", ".join(json.dumps(url) for url in TURN_URLS)
-    gw.write_config(
+    with Gateway(tmp_path_factory.mktemp("gateway")).running(
         f'\n[turn]\nurls = [{urls}]\nsecret = "{TURN_SECRET}"\nttl = 3600\n'
         f'\n[users.{INFO_PHONE_USER}]\npassword = "{PHONE_PASSWORD}"\ndtmf = "info"\n'
-    )
-    gw.start()
-    yield gw
-    gw.stop()
-    assert "Traceback" not in gw.log_text()
+    ) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")
