@@ -40,7 +40,7 @@ G711 = ("PCMU/8000/1", "PCMA/8000/1")
 OPUS_FIRST = ("opus/48000/2", "PCMU/8000/1")
 # Transcoded tones must land within 10 Hz and this far above everything else
 # (noise, distortion, aliases): G.711 alone gives about 38 dB on a tone, and
-# Opus -> G.711 or back was measured at 30-36 dB here; 20 dB is still a
+# the settled calls here measured 29-42 dB at the page, 36-43 dB at the phone; 20 dB is still a
 # clean tone to a listener, while a broken resampler or a wrong clock rate
 # (aliases, a pitch shift) or dropped frames (clicks) falls far below it.
 RECORDED_USER = "alice-recorded"
@@ -257,11 +257,10 @@ def test_closing_the_page_mid_call_sends_baresip_a_bye_within_2_s(
 
 
 def _assert_transcoded_both_ways(page: SoftphonePage, phone: Baresip) -> None:
-    """The page hears the phone's tone over Opus, the phone the page's over its own codec,
-    each at the right pitch and clean (TRANSCODED_SNR_DB)."""
-    heard = page.frequency(1.5)
-    assert abs(heard["hz"] - PHONE_TONE) < TRANSCODED_TOLERANCE_HZ and heard["snr"] > TRANSCODED_SNR_DB, heard
-    assert page.stats()["inbound"]["codec"] == "audio/opus"
+    """The phone hears the page's tone over its own codec, the page the phone's over Opus,
+    each at the right pitch and clean (TRANSCODED_SNR_DB). The page listens after the
+    phone's 2.5 s: in the first second one frame may be concealed while the jitter
+    buffers on both sides settle (measured 20-21 dB then, 29-42 dB after)."""
     recording = phone.wait_for_audio(2.5)
     samples, rate = read_samples(recording)
     last = samples[-rate * 3 // 2 :]
@@ -269,6 +268,9 @@ def _assert_transcoded_both_ways(page: SoftphonePage, phone: Baresip) -> None:
     assert abs(tone.hz - PAGE_TONE) < TRANSCODED_TOLERANCE_HZ and tone.rms > AUDIBLE_RMS, tone
     snr = tone_snr(last, rate, PAGE_TONE)
     assert snr > TRANSCODED_SNR_DB, f"{snr:.1f} dB"
+    heard = page.frequency(1.5)
+    assert abs(heard["hz"] - PHONE_TONE) < TRANSCODED_TOLERANCE_HZ and heard["snr"] > TRANSCODED_SNR_DB, heard
+    assert page.stats()["inbound"]["codec"] == "audio/opus"
 
 
 @pytest.mark.parametrize(
