@@ -13,13 +13,17 @@ Rules of operation:
   and telephone-event/8000, in the browser's order and with its payload
   type numbers, so the answer maps back without a table. Video: VP8 and
   H.264. RED, CN, RTX, FEC and the rest stay on the browser side.
+* Video feedback: only keyframe requests cross the gateway (``nack pli``,
+  ``ccm fir``); NACK, REMB and transport-cc are not offered or answered,
+  as nothing would act on them.
 * The browser answer and the browser offer are ICE-lite (``a=ice-lite``),
   carry our ufrag/pwd, the SHA-256 fingerprint, ``a=setup:passive`` when
   answering and ``actpass`` when offering (RFC 5763 §5), ``a=rtcp-mux``,
   one host candidate and ``end-of-candidates`` (no trickle from us).
   BUNDLE: accepted when offered (all m-lines on one transport), and always
   offered by us (SIP.js requires it, INTEROP.md).
-* The SIP leg never sees ICE, DTLS, msid, ssrc, extmap or rtcp-fb lines.
+* The SIP leg never sees ICE, DTLS, msid, ssrc or extmap lines, nor rtcp-fb
+  for audio.
 * Transcoding (issue 5) is offered, never preferred: when transcoding is
   on, the codecs the gateway can make from Opus (PCMU, PCMA, G.722 and
   telephone-event/8000) are added *after* the browser's own to the SIP
@@ -42,6 +46,8 @@ AUDIO_FOR_SIP = {
 }
 VIDEO_FOR_SIP = {("vp8", 90000), ("h264", 90000)}
 CODEC_ATTRIBUTES = ("rtpmap", "fmtp", "rtcp-fb")
+# The RTCP feedback the gateway relays for video (RFC 4585 §4.2, RFC 5104 §7.1).
+KEYFRAME_FEEDBACK = ("nack pli", "ccm fir")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +77,31 @@ def _session(address: str, session_id: int, version: int, webrtc: bool) -> Sessi
     return SessionDescription(lines=lines)
 
 
+def relayable_video(codec: Codec) -> bool:
+    """A video codec the gateway relays untouched (VP8, H.264)."""
+    return (codec.name.lower(), codec.clock_rate) in VIDEO_FOR_SIP
+
+
 def _wanted(media: Media, codec: Codec) -> bool:
     key = (codec.name.lower(), codec.clock_rate)
-    return key in (AUDIO_FOR_SIP if media.kind == "audio" else VIDEO_FOR_SIP)
+    return key in AUDIO_FOR_SIP if media.kind == "audio" else relayable_video(codec)
 
 
 def _codec_lines(source: Media, payload_types: list[str]) -> list[tuple[str, str]]:
-    """rtpmap/fmtp/rtcp-fb lines of ``source`` for these payload types."""
+    """rtpmap/fmtp/rtcp-fb lines of ``source`` for these payload types (for video,
+    only the keyframe requests among its rtcp-fb)."""
     wanted = set(payload_types)
     out = []
     for kind, value in source.lines:
         attr, _, rest = value.partition(":")
-        if kind == "a" and attr in CODEC_ATTRIBUTES and rest.split(" ", 1)[0] in wanted:
-            out.append((kind, value))
+        if kind != "a" or attr not in CODEC_ATTRIBUTES:
+            continue
+        payload_type, _, parameters = rest.partition(" ")
+        if payload_type not in wanted:
+            continue
+        if attr == "rtcp-fb" and source.kind == "video" and parameters.strip() not in KEYFRAME_FEEDBACK:
+            continue
+        out.append((kind, value))
     return out
 
 
@@ -262,7 +280,7 @@ def webrtc_offer_from_plain(
     out = _session(transport.address, session_id, 1, webrtc=True)
     mids = []
     for index, media in enumerate(plain_offer.media):
-        codecs = [c for c in media.codecs()] if media.port else []
+        codecs = [c for c in media.codecs() if media.kind == "audio" or relayable_video(c)] if media.port else []
         if not codecs or media.kind not in ("audio", "video"):
             out.media.append(_rejected(media, WEBRTC_PROTO))
             continue
@@ -281,6 +299,9 @@ def webrtc_offer_from_plain(
             m.lines.append(("a", f"rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}{channels}"))
             if codec.fmtp:
                 m.lines.append(("a", f"fmtp:{codec.payload_type} {codec.fmtp}"))
+            if media.kind == "video":
+                # Without these the browser never asks for a keyframe, and a picture broken by loss stays broken.
+                m.lines += [("a", f"rtcp-fb:{codec.payload_type} {feedback}") for feedback in KEYFRAME_FEEDBACK]
         m.lines.append(("a", media.direction))
         out.media.append(m)
     if mids:

@@ -6,8 +6,12 @@ Rules of operation:
   DTLS-SRTP, rtcp-mux) and a plain leg toward the SIP side, on ports from
   the shared pool. Ports are taken when the first offer arrives and given
   back by :meth:`CallMedia.close`, whatever ends the call.
-* The first audio m-line is relayed; other m-lines are rejected (port 0)
-  on both sides for now (video relay is still open work, issue 3).
+* The first audio m-line is relayed, and the first video m-line when both
+  sides share VP8 or H.264 (:mod:`telebridge.media.video`): the browser
+  sends it inside the audio's BUNDLE, the SIP side gets a plain video leg
+  on a port pair of its own. Video is plain RTP only: with SDES-SRTP on the
+  SIP leg it is refused (port 0), as is a browser video stream outside the
+  audio's BUNDLE group. Other m-lines are refused on both sides.
 * The browser sees one answer for the whole call: the first SDP from the
   SIP side (a 183 or the 200) makes it, and later SDP from that side
   (another fork's, a re-INVITE's) only moves the plain leg. That is what
@@ -45,12 +49,14 @@ from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.media.srtp import SdesCrypto, SrtpError, SrtpSession, new_crypto, parse_crypto
 from telebridge.media.transcode import Transcoder
+from telebridge.media.video import VIDEO_CLOCK, VideoPath
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
     WebrtcTransport,
     offered,
     payload_type_map,
+    relayable_video,
     with_codecs,
     plain_answer_from_webrtc,
     plain_offer_from_webrtc,
@@ -83,8 +89,26 @@ def _first_audio(session: SessionDescription) -> int:
     raise MediaRefused("no audio stream offered")
 
 
-def _ports_for(session: SessionDescription, index: int, port: int) -> list[int | None]:
-    return [port if i == index else None for i in range(len(session.media))]
+def _ports_for(session: SessionDescription, ports: dict[int, int]) -> list[int | None]:
+    """Our plain port for each m-line (``ports``: by m-line index), None for the refused ones."""
+    return [ports.get(i) for i in range(len(session.media))]
+
+
+def _relayable_video(session: SessionDescription, audio: int, webrtc: bool) -> int | None:
+    """The first video m-line the gateway can relay: VP8 or H.264, from a browser in the
+    audio's BUNDLE group (one transport for both), from the SIP side over plain RTP."""
+    for index, media in enumerate(session.media):
+        if media.kind != "video" or not offered(session, media) or not any(relayable_video(c) for c in media.codecs()):
+            continue
+        if webrtc:
+            mids = {session.media[audio].mid, media.mid}
+            return index if any(mids <= set(group) for group in session.bundle_groups) else None
+        return index if media.proto == "RTP/AVP" else None
+    return None
+
+
+def _payload_types(media: Media) -> set[int]:
+    return {int(f) for f in media.formats if f.isdigit()}
 
 
 def _address(session: SessionDescription, media: Media) -> tuple[str, int]:
@@ -181,6 +205,8 @@ class CallMedia:
         #: The plain SDP the SIP side last got from us (our offer or our answer).
         self._plain_sent: SessionDescription | None = None
         self._audio = 0
+        #: The relayed video m-line's index, while video is relayed.
+        self._video: int | None = None
         self._transport: WebrtcTransport | None = None
         self._answered = False
         self._delayed = False
@@ -211,7 +237,7 @@ class CallMedia:
         # A trial translation (on the discard port) says whether any codec can
         # go to the SIP side before any port is taken.
         plain_offer = plain_offer_from_webrtc(
-            offer, _ports_for(offer, self._audio, 9), self.address, self.session_id, transcoding=self.transcoding
+            offer, _ports_for(offer, {self._audio: 9}), self.address, self.session_id, transcoding=self.transcoding
         )
         if not plain_offer.media[self._audio].port:
             raise MediaRefused("no codec the SIP side could take")
@@ -221,8 +247,11 @@ class CallMedia:
         assert self.bridge is not None
         if self.sip_srtp == "always" or (self.sip_srtp == "tls" and sip_transports and set(sip_transports) == {"TLS"}):
             self._our_crypto = new_crypto(1)
+        self._video = _relayable_video(offer, self._audio, webrtc=True) if self._our_crypto is None else None
+        if self._video is not None:
+            self._add_video(_payload_types(offer.media[self._video]), None)
         plain_offer = plain_offer_from_webrtc(
-            offer, _ports_for(offer, self._audio, self.bridge.plain_port), self.address, self.session_id,
+            offer, self._plain_ports(offer), self.address, self.session_id,
             crypto=self._crypto_per_stream(offer), transcoding=self.transcoding,
         )
         self._browser_offer = offer
@@ -240,7 +269,8 @@ class CallMedia:
             self._key_plain_leg(media, "answered")
         browser_media = self._browser_offer.media[self._audio]
         self._sip_answer = answer
-        if self._browser_answer is None:
+        first = self._browser_answer is None
+        if first:
             view = self._browser_view_of_answer(answer, media, browser_media)
             # Kept only when transcoding: a relayed call follows the latest SIP answer.
             self._sip_for_browser = view if view is not answer else None
@@ -252,8 +282,42 @@ class CallMedia:
         if self.bridge.transcoders is None:
             for leg in (self.bridge.plain, self.bridge.webrtc):
                 use_clock_rate(leg, _clock_rate(media))  # type: ignore[arg-type]
-            self._map_payload_types(media, browser_media)
+            self._map_payload_types(media, browser_media, self.bridge.webrtc.outgoing, self.bridge.plain.outgoing)
+        if self._video is not None:
+            self._video_answered(answer.media[self._video], self._browser_offer.media[self._video], first)
         return self._browser_answer
+
+    def _video_answered(self, video: Media, browser_video: Media, first: bool) -> None:
+        """The SIP answer's video: the first answer decides whether it is relayed (the
+        browser's answer says so), later ones only move where it goes."""
+        bridge = self.bridge
+        assert bridge is not None and bridge.video_plain is not None and bridge.webrtc.video is not None
+        if not video.port or not video.formats:
+            if first:
+                self._drop_video()
+            return
+        bridge.video_plain.set_remote(_address(self._sip_answer, video), self.reactor.seconds())  # type: ignore[arg-type, attr-defined]
+        if first:
+            self._map_payload_types(video, browser_video, bridge.webrtc.video.outgoing, bridge.video_plain.outgoing)
+
+    def _plain_ports(self, session: SessionDescription) -> list[int | None]:
+        assert self.bridge is not None
+        ports = {self._audio: self.bridge.plain_port}
+        if self._video is not None and self.bridge.video_port is not None:
+            ports[self._video] = self.bridge.video_port
+        return _ports_for(session, ports)
+
+    def _add_video(self, payload_types: set[int], remote: tuple[str, int] | None) -> None:
+        """A plain video leg toward the SIP side, and the browser leg's video path."""
+        assert self.bridge is not None
+        plain = PlainLeg(remote=remote, outgoing=OutgoingStream.new(VIDEO_CLOCK), latch_window=self.latch_window, media_timeout=None)
+        self.bridge.add_video(VideoPath(payload_types), plain)
+
+    def _drop_video(self) -> None:
+        """The video stream was refused: its ports go back now, and it is refused from now on."""
+        assert self.bridge is not None
+        self.bridge.drop_video()
+        self._video = None
 
     def _crypto_per_stream(self, session: SessionDescription) -> list[SdesCrypto | None] | None:
         if self._our_crypto is None:
@@ -335,12 +399,12 @@ class CallMedia:
         if self.bridge is not None:
             self.bridge.send_dtmf_to_browser(digit, duration_ms, event.payload_type, event.clock_rate)
 
-    def _map_payload_types(self, sip: Media, browser: Media) -> None:
+    @staticmethod
+    def _map_payload_types(sip: Media, browser: Media, to_browser: OutgoingStream, to_sip: OutgoingStream) -> None:
         """Packets keep their codec across the relay when the two sides number it differently."""
-        assert self.bridge is not None
-        to_browser = payload_type_map(sip, browser)
-        self.bridge.webrtc.outgoing.payload_types = {s: b for s, b in to_browser.items() if s != b}  # type: ignore[attr-defined]
-        self.bridge.plain.outgoing.payload_types = {b: s for s, b in to_browser.items() if s != b}  # type: ignore[attr-defined]
+        mapping = payload_type_map(sip, browser)
+        to_browser.payload_types = {s: b for s, b in mapping.items() if s != b}
+        to_sip.payload_types = {b: s for s, b in mapping.items() if s != b}
 
     def _answer_to(self, offer: SessionDescription | None, sdp: bytes, who: str) -> tuple[SessionDescription, Media]:
         """The answer from ``who`` to our ``offer``, checked to match it, and its audio stream."""
@@ -393,12 +457,18 @@ class CallMedia:
 
     def _offer_to_browser(self, offer: SessionDescription, remote: tuple[str, int] | None) -> bytes:
         media = offer.media[self._audio]
+        video = _relayable_video(offer, self._audio, webrtc=False)
+        video_remote = _address(offer, offer.media[video]) if video is not None else None
         self._build(None, None, False, remote, _clock_rate(media))
         assert self._transport is not None
-        # Only the relayed m-line goes to the browser; the others are refused on both sides.
-        single = SessionDescription(list(offer.lines), [m if i == self._audio else Media(m.kind, 0, m.proto, m.formats) for i, m in enumerate(offer.media)])
-        browser_offer = webrtc_offer_from_plain(single, self._transport, self.session_id, transcoding=self.transcoding)
-        self._plain_offer = single
+        # Only the relayed m-lines go to the browser; the others are refused on both sides.
+        relayed = {self._audio, video}
+        kept = SessionDescription(list(offer.lines), [m if i in relayed else Media(m.kind, 0, m.proto, m.formats) for i, m in enumerate(offer.media)])
+        browser_offer = webrtc_offer_from_plain(kept, self._transport, self.session_id, transcoding=self.transcoding)
+        if video is not None:
+            self._video = video
+            self._add_video(_payload_types(browser_offer.media[video]), video_remote)
+        self._plain_offer = kept
         return str(browser_offer).encode()
 
     def answer_from_browser(self, sdp: bytes) -> bytes:
@@ -410,6 +480,8 @@ class CallMedia:
         if credentials is None or remote_fingerprint is None or not media.port:
             raise MediaRefused("the browser's answer lacks ICE, DTLS or audio")
         self._browser_answered = answer
+        if self._video is not None and not (answer.media[self._video].port and answer.media[self._video].formats):
+            self._drop_video()
         webrtc = self.bridge.webrtc
         webrtc.ice.set_remote_credentials(*credentials)
         if (answer.media_attribute(media, "setup") or "active") == "passive":
@@ -421,7 +493,7 @@ class CallMedia:
             webrtc.dtls.set_remote_fingerprint(remote_fingerprint)
         plain_view = self._sip_view_of_answer(answer, media)
         plain = plain_answer_from_webrtc(
-            self._plain_offer, plain_view, _ports_for(answer, self._audio, self.bridge.plain_port), self.address, self.session_id,
+            self._plain_offer, plain_view, self._plain_ports(answer), self.address, self.session_id,
             crypto=self._crypto_per_stream(self._plain_offer),
         )
         self._plain_answer = str(plain).encode()
@@ -461,7 +533,9 @@ class CallMedia:
             if self._our_crypto is not None:
                 self._key_plain_leg(media, "re-offered")  # a new key from the SIP side re-keys the leg
         self._follow_sip_direction(media)
-        ports = _ports_for(offer, self._audio, self.bridge.plain_port)
+        if self._video is not None and self._video < len(offer.media) and self.bridge.video_plain is not None and offer.media[self._video].port:
+            self.bridge.video_plain.set_remote(_address(offer, offer.media[self._video]), self.reactor.seconds())  # type: ignore[attr-defined]
+        ports = self._plain_ports(offer)
         answer = SessionDescription(list(offer.lines), list(offer.media))
         mirrored = plain_answer_from_webrtc(
             offer, _mirror_direction(answer), ports, self.address, self.session_id, crypto=self._crypto_per_stream(offer)

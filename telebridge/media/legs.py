@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
 from telebridge.media.dtmf_events import EventTrack
@@ -31,6 +31,9 @@ from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelect
 from telebridge.media.rtcp import QualityFigures, ReceiveStats, RtcpError, build_report, parse_compound
 from telebridge.media.rtp import RTP_HEADER, Kind, StreamRewriter, classify
 from telebridge.media.srtp import SrtpError, SrtpSession
+
+if TYPE_CHECKING:
+    from telebridge.media.video import VideoPath
 
 Address = tuple[str, int]
 Datagrams = list[tuple[bytes, Address]]
@@ -130,7 +133,16 @@ class WebrtcLeg:
         self.last_media: float | None = None
         #: RFC 4733 events we generate (digits detected in-band on the SIP side).
         self.events = EventTrack()
+        #: The BUNDLE's video stream, when one is relayed.
+        self.video: VideoPath | None = None
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
+        #: Every RTCP compound the peer sent, once read (keyframe requests for video).
+        self.on_rtcp: Callable[[bytes], None] = lambda report: None
+
+    def add_video(self, video: VideoPath, now: float) -> None:
+        """Relay the BUNDLE's video too: its payload types go to ``video``, not the audio path."""
+        self.video = video
+        video.rtcp.next_report = now + RTCP_INTERVAL
 
     @property
     def srtp(self) -> SrtpSession | None:
@@ -180,6 +192,10 @@ class WebrtcLeg:
                 self.stats.dropped_srtp += 1
                 return []
             self._count(data, now)
+            video = self.video
+            if video is not None and packet[1] & 0x7F in video.payload_types:
+                video.media_in(packet, now)
+                return []
             self.rtcp.media_in(packet, now)
             self.on_rtp(packet, now)
         elif kind is Kind.RTCP:
@@ -190,8 +206,12 @@ class WebrtcLeg:
                 return []
             if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
                 self.stats.dropped_junk += 1
-            elif self.last_media is not None:
+                return []
+            if self.video is not None:
+                self.video.rtcp.reports_in(report, self.video.outgoing.rewriter.ssrc, now)
+            if self.last_media is not None:
                 self.last_media = now  # valid RTCP says the peer is alive (RFC 3550 §6)
+            self.on_rtcp(report)
         else:
             self.stats.dropped_junk += 1
         return []
@@ -203,17 +223,44 @@ class WebrtcLeg:
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
         """RTP from the other leg, toward the browser's selected pair (held back while we play DTMF events)."""
-        srtp, target = self.srtp, self.ice.selected
-        if srtp is None or target is None or self.events.active:
+        if self.events.active:
             return []
-        self.outgoing.rewrite(packet, now)
+        out = self._protected(packet, self.outgoing, self.rtcp, now)
+        if out:
+            self.stats.packets_out += 1
+        return out
+
+    def send_video_rtp(self, packet: bytearray, now: float) -> Datagrams:
+        """Video RTP from the SIP side's video leg, numbered as our video stream."""
+        video = self.video
+        if video is None:
+            return []
+        out = self._protected(packet, video.outgoing, video.rtcp, now)
+        if out:
+            video.packets_out += 1
+        return out
+
+    def _protected(self, packet: bytearray, outgoing: OutgoingStream, rtcp: RtcpTermination, now: float) -> Datagrams:
+        srtp, target = self.srtp, self.ice.selected
+        if srtp is None or target is None:
+            return []
+        outgoing.rewrite(packet, now)
         try:
             protected = srtp.protect(bytes(packet))
         except SrtpError:
             return []
-        self.stats.packets_out += 1
-        self.rtcp.octets_out += len(packet) - 12
+        rtcp.octets_out += len(packet) - 12
         return [(protected, target)]
+
+    def send_rtcp(self, report: bytes) -> Datagrams:
+        """An RTCP packet of ours (a keyframe request) toward the browser."""
+        srtp, target = self.srtp, self.ice.selected
+        if srtp is None or target is None:
+            return []
+        try:
+            return [(srtp.protect_rtcp(report), target)]
+        except SrtpError:
+            return []
 
     def send_dtmf(self, digit: str, duration_ms: int, payload_type: int, clock_rate: int, now: float) -> bool:
         """Queue one digit as RFC 4733 events toward the browser (the caller re-arms the timer)."""
@@ -221,8 +268,11 @@ class WebrtcLeg:
 
     def get_timer(self) -> float | None:
         """The earliest of consent, DTLS retransmission, DTMF events and media timeout."""
+        video_report = self.video.rtcp.next_report if self.video is not None else None
         times = [
-            t for t in (self.ice.get_timer(), self.dtls.get_timer(), self.rtcp.next_report, self.events.next_time()) if t is not None
+            t
+            for t in (self.ice.get_timer(), self.dtls.get_timer(), self.rtcp.next_report, video_report, self.events.next_time())
+            if t is not None
         ]
         if self.last_media is not None:
             times.append(self.last_media + self.media_timeout)
@@ -234,7 +284,9 @@ class WebrtcLeg:
         target = self.ice.selected
         if target is not None:
             out += [(d, target) for d in self.dtls.handle_timer(now)]
-        report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
+        reports = [self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)]
+        if self.video is not None:
+            reports.append(self.video.rtcp.report_due(self.video.outgoing, self.video.packets_out, now))
         srtp = self.srtp
         for packet in self.events.due(now, self.outgoing.rewriter):
             if srtp is not None and target is not None:
@@ -243,11 +295,9 @@ class WebrtcLeg:
                     self.stats.packets_out += 1
                 except SrtpError:
                     pass
-        if report is not None and srtp is not None and target is not None:
-            try:
-                out.append((srtp.protect_rtcp(report), target))
-            except SrtpError:
-                pass
+        for report in reports:
+            if report is not None:
+                out += self.send_rtcp(report)
         for event in self.ice.handle_timer(now):
             if isinstance(event, ConsentLost):
                 self.ended = "ICE consent lost"
@@ -272,7 +322,7 @@ class PlainLeg:
         outgoing: OutgoingStream,
         srtp: SrtpSession | None = None,
         latch_window: float = 2.0,
-        media_timeout: float = 30.0,
+        media_timeout: float | None = 30.0,
     ) -> None:
         self.remote = remote
         self.outgoing = outgoing
@@ -290,6 +340,8 @@ class PlainLeg:
         #: RFC 4733 events we generate (a browser's SIP INFO digits).
         self.events = EventTrack()
         self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
+        #: Every RTCP compound the peer sent, once read (keyframe requests for video).
+        self.on_rtcp: Callable[[bytes], None] = lambda report: None
 
     def start(self, now: float) -> Datagrams:
         self.started = self.last_media = now
@@ -355,8 +407,10 @@ class PlainLeg:
                 return []
             if not self.rtcp.reports_in(report, self.outgoing.rewriter.ssrc, now):
                 self.stats.dropped_junk += 1
-            elif self.last_media is not None:
+                return []
+            if self.last_media is not None:
                 self.last_media = now  # valid RTCP says the peer is alive (RFC 3550 §6)
+            self.on_rtcp(report)
         else:
             self.stats.dropped_junk += 1
         return []
@@ -382,7 +436,7 @@ class PlainLeg:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.rtcp.next_report,) if t is not None]
-        if self.last_media is not None:
+        if self.last_media is not None and self.media_timeout is not None:
             times.append(self.last_media + self.media_timeout)
         if (event_at := self.events.next_time()) is not None:
             times.append(event_at)
@@ -404,16 +458,21 @@ class PlainLeg:
     def handle_timer(self, now: float) -> Datagrams:
         out: Datagrams = self._event_packets(now)
         report = self.rtcp.report_due(self.outgoing, self.stats.packets_out, now)
-        if report is not None and self.remote is not None:
-            try:
-                data = self.srtp.protect_rtcp(report) if self.srtp else report
-                # RTCP on the next port up (RFC 3550 §11) for a plain peer.
-                out.append((data, (self.remote[0], self.remote[1] + 1)))
-            except SrtpError:
-                pass
-        if self.last_media is not None and now >= self.last_media + self.media_timeout:
+        if report is not None:
+            out += self.send_rtcp(report)
+        if self.last_media is not None and self.media_timeout is not None and now >= self.last_media + self.media_timeout:
             self.ended = "media timeout"
         return out
+
+    def send_rtcp(self, report: bytes) -> Datagrams:
+        """An RTCP packet of ours toward the peer: on the next port up (RFC 3550 §11)."""
+        if self.remote is None:
+            return []
+        try:
+            data = self.srtp.protect_rtcp(report) if self.srtp else report
+        except SrtpError:
+            return []
+        return [(data, (self.remote[0], self.remote[1] + 1))]
 
 
 def use_clock_rate(leg: WebrtcLeg | PlainLeg, clock_rate: int) -> None:

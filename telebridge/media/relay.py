@@ -21,6 +21,7 @@ from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.transcode import Transcoder, rtp_payload
+from telebridge.media.video import KeyframeRequests, VideoPath
 
 Leg = Union[WebrtcLeg, PlainLeg]
 
@@ -114,6 +115,12 @@ class MediaBridge:
         self.tap: RecordingTap | None = None
         self.digit_catcher: tuple[dict[int, EventReader], Callable[[str, int], None]] | None = None
         self.inband: tuple[InbandDigits, int, int] | None = None
+        self.interface = interface
+        #: The SIP side's video leg and its sockets, when video is relayed.
+        self.video_plain: PlainLeg | None = None
+        self.video_port: int | None = None
+        self._video_listening: list[object] = []
+        self.keyframes: KeyframeRequests | None = None
         try:
             self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
             self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
@@ -141,6 +148,59 @@ class MediaBridge:
         for offset, sock in enumerate(sockets):
             self._listening.append(self.reactor.listenUDP(port + offset, sock, interface=interface))
         return port
+
+    def add_video(self, video: VideoPath, plain: PlainLeg) -> int:
+        """Relay the browser's video (``video``, inside its BUNDLE) to and from ``plain``,
+        the SIP side's video leg on a port pair of its own; returns that port."""
+        webrtc = self.webrtc
+        before = len(self._listening)
+        self.video_port = self._bind(self.interface, [LegSocket(plain, self.reactor), LegSocket(plain, self.reactor, rtcp=True)])
+        self._video_listening = self._listening[before:]
+        video_socket: LegSocket = self._video_listening[0].protocol  # type: ignore[attr-defined]
+        self.video_plain = plain
+        now = self.reactor.seconds()  # type: ignore[attr-defined]
+        webrtc.add_video(video, now)
+        video_socket.write(plain.start(now))
+        video.on_rtp = lambda packet, now: video_socket.write(plain.send_rtp(packet, now))
+        plain.on_rtp = lambda packet, now: self._webrtc_socket.write(webrtc.send_video_rtp(packet, now))
+        self.keyframes = keyframes = KeyframeRequests(
+            lambda: (video.outgoing.rewriter.ssrc, video.rtcp.receive_stats.ssrc),
+            lambda: (plain.outgoing.rewriter.ssrc, plain.rtcp.receive_stats.ssrc),
+        )
+
+        def from_browser(report: bytes) -> None:
+            request = keyframes.from_browser(report)
+            if request is not None:
+                video_socket.write(plain.send_rtcp(request))
+
+        def from_sip(report: bytes) -> None:
+            request = keyframes.from_sip(report)
+            if request is not None:
+                self._webrtc_socket.write(webrtc.send_rtcp(request))
+
+        webrtc.on_rtcp, plain.on_rtcp = from_browser, from_sip
+        self._rearm(webrtc, self._webrtc_socket)
+        self._rearm(plain, video_socket)
+        return self.video_port
+
+    def drop_video(self) -> None:
+        """The video stream was refused after all: its ports go back now."""
+        if self.video_plain is None:
+            return
+        old = self._timers.pop(id(self.video_plain), None)
+        if old is not None and old.active():
+            old.cancel()
+        self.webrtc.video = None
+        self.webrtc.on_rtcp = lambda report: None
+        self.video_plain = self.keyframes = None
+        for port in self._video_listening:
+            port.stopListening()  # type: ignore[attr-defined]
+            self._listening.remove(port)
+        self._video_listening = []
+        if self.video_port is not None:
+            self._ports.remove(self.video_port)
+            self.pool.release(self.video_port)
+            self.video_port = None
 
     def _to_plain(self, packet: bytearray, now: float) -> None:
         self._plain_socket.write(self.plain.send_rtp(packet, now))

@@ -86,4 +86,5 @@ async def main() -> None:
     await pc.close()
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -2,7 +2,9 @@
 
   -> {"offer": SDP}
   <- {"answer": SDP, "seconds": N}
-  -> {"stats": {...inbound-rtp audio...}, "pair": {...selected candidate pair...}, "state": ...}
+  -> {"inbound": {...inbound-rtp audio...}, "pair": {...selected candidate pair...}, "ice": ..., "connection": ...}
+Started with the argument ``video``, it sends its fake camera too (320x240) and the
+report adds "video_in" and "video_out" (inbound-rtp and outbound-rtp video stats).
 Serves itself a blank page on loopback (getUserMedia needs a secure context).
 """
 
@@ -25,11 +27,16 @@ FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
 
-OFFER = """async () => {
+OFFER = """async (video) => {
   window.pc = new RTCPeerConnection({bundlePolicy: 'balanced', rtcpMuxPolicy: 'require'});
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: video && {width: 320, height: 240}});
   for (const t of stream.getTracks()) pc.addTrack(t, stream);
-  pc.ontrack = (e) => { const a = new Audio(); a.srcObject = e.streams[0] || new MediaStream([e.track]); a.play(); };
+  pc.ontrack = (e) => {
+    const sink = document.createElement(e.track.kind);
+    sink.srcObject = new MediaStream([e.track]);
+    document.body.appendChild(sink);
+    sink.play();
+  };
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise(r => { if (pc.iceGatheringState === 'complete') r(); pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); }; setTimeout(r, 5000); });
   return pc.localDescription.sdp;
@@ -37,12 +44,14 @@ OFFER = """async () => {
 
 STATS = """async () => {
   const report = await pc.getStats();
-  let inbound = null, pair = null;
+  let inbound = null, pair = null, video_in = null, video_out = null;
   report.forEach(s => {
     if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound = s;
+    if (s.type === 'inbound-rtp' && s.kind === 'video') video_in = s;
+    if (s.type === 'outbound-rtp' && s.kind === 'video') video_out = s;
     if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
   });
-  return {inbound, pair, ice: pc.iceConnectionState, connection: pc.connectionState};
+  return {inbound, pair, video_in, video_out, ice: pc.iceConnectionState, connection: pc.connectionState};
 }"""
 
 
@@ -68,7 +77,7 @@ async def main() -> None:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         page = await browser.new_page()
         await page.goto(f"http://127.0.0.1:{port}/")
-        print(json.dumps({"offer": await page.evaluate(OFFER)}), flush=True)
+        print(json.dumps({"offer": await page.evaluate(OFFER, sys.argv[1:] == ["video"])}), flush=True)
         request = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
         await page.evaluate("async (sdp) => pc.setRemoteDescription({type: 'answer', sdp})", request["answer"])
         await asyncio.sleep(request["seconds"])

@@ -1,0 +1,92 @@
+"""A relayed video stream inside the browser leg's BUNDLE, and its keyframe requests, sans-I/O.
+
+The browser sends audio and video on one transport with one SRTP context;
+the SIP side has a plain leg per stream. Video is relayed untouched (VP8,
+H.264: the codec both sides share), only renumbered like audio.
+
+Rules of operation:
+
+* Demultiplexing by payload type: every payload type of the browser's video
+  m-line is video (a BUNDLE's payload types are unique across its m-lines,
+  RFC 9143 §7.5.1); the audio path and its RTCP statistics never see a
+  video packet.
+* Video has its own outgoing numbering (one SSRC, 90 kHz) and its own RTCP
+  statistics and reports, so each stream's loss and jitter stay its own.
+* Keyframe requests (PLI, FIR) cross the gateway: a request read on one leg
+  about the stream we send there becomes a request on the other leg about
+  the stream that leg's peer sends us (:class:`~telebridge.media.rtcp_feedback.KeyframeRelay`).
+  Toward the browser it is always a PLI, which every browser answers; toward
+  the SIP side the kind is kept (older SIP video phones know FIR only).
+* A video stream has no media timeout: a camera may pause, the call's
+  audio decides whether the peer is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from telebridge.media.legs import OutgoingStream, RtcpTermination
+from telebridge.media.rtcp_feedback import KeyframeRelay, build_pli, keyframe_requests
+
+VIDEO_CLOCK = 90000
+
+
+class VideoPath:
+    """The video stream of a browser leg: which packets are video, how we number ours."""
+
+    def __init__(self, payload_types: set[int]) -> None:
+        self.payload_types = frozenset(payload_types)
+        self.outgoing = OutgoingStream.new(VIDEO_CLOCK)
+        self.rtcp = RtcpTermination(VIDEO_CLOCK)
+        self.packets_in = 0
+        self.packets_out = 0
+        self.on_rtp: Callable[[bytearray, float], None] = lambda packet, now: None
+
+    def media_in(self, packet: bytearray, now: float) -> None:
+        self.packets_in += 1
+        self.rtcp.media_in(packet, now)
+        self.on_rtp(packet, now)
+
+
+class KeyframeRequests:
+    """Passes keyframe requests between the browser's video and the SIP side's video leg.
+
+    ``browser_ssrcs`` and ``sip_ssrcs`` give, when asked, (the SSRC we send
+    with on that side, the SSRC that side's peer sends us, or ``None`` before
+    its first packet)."""
+
+    def __init__(
+        self,
+        browser_ssrcs: Callable[[], tuple[int, int | None]],
+        sip_ssrcs: Callable[[], tuple[int, int | None]],
+    ) -> None:
+        self._browser_ssrcs = browser_ssrcs
+        self._sip_ssrcs = sip_ssrcs
+        self._toward_sip = KeyframeRelay()
+        self.to_browser = 0
+        self.to_sip = 0
+
+    def from_browser(self, compound: bytes) -> bytes | None:
+        """RTCP from the browser: the request for the SIP side's sender, if it asked for a keyframe of our video."""
+        ours, _ = self._browser_ssrcs()
+        sip_ours, sip_theirs = self._sip_ssrcs()
+        if sip_theirs is None:
+            return None
+        for request in keyframe_requests(compound):
+            if request.media == ours:
+                translated = self._toward_sip.translate(request, sip_ours, sip_theirs)
+                if translated is not None:
+                    self.to_sip += 1
+                return translated
+        return None
+
+    def from_sip(self, compound: bytes) -> bytes | None:
+        """RTCP from the SIP side: a PLI for the browser's sender, if it asked for a keyframe of our video."""
+        ours, _ = self._sip_ssrcs()
+        browser_ours, browser_theirs = self._browser_ssrcs()
+        if browser_theirs is None:
+            return None
+        if any(request.media == ours for request in keyframe_requests(compound)):
+            self.to_browser += 1
+            return build_pli(browser_ours, browser_theirs)
+        return None

@@ -1,0 +1,226 @@
+"""Video through a call (issue 3): aiortc as a browser with a camera, a plain RTP video endpoint as the SIP side.
+
+aiortc offers audio and video in one BUNDLE; the call's media is built
+from that offer exactly as for a real call (CallMedia), and the SIP side
+answers with its own payload type numbers. The SIP side echoes audio and
+video, so aiortc decodes its own pictures after two trips through the
+relay. Keyframe requests are checked both ways: the SIP side's PLI makes
+aiortc's encoder send a keyframe, aiortc's PLI reaches the SIP side about
+the stream it sends.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from typing import Any, Generator
+
+import pytest
+import pytest_twisted
+from twisted.internet import protocol, reactor, task
+
+from telebridge.calls.call_media import CallMedia
+from telebridge.media.dtls import DtlsCertificate
+from telebridge.media.relay import PortPool
+from telebridge.media.rtcp_feedback import build_pli, keyframe_requests
+from telebridge.sdp import parse_sdp
+from tests.e2e.harness import require_program
+from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, start_peer
+
+pytestmark = pytest.mark.e2e
+
+VIDEO_PEER = AIORTC_PEER.with_name("aiortc_video_peer.py")
+SIP_VIDEO_PT, SIP_AUDIO_PT = 125, 124  # not the browser's numbers: the relay must map them
+PLI_AT, SECONDS = 3.5, 6.0
+SIP_PLI_AT = 2.5
+
+
+class Echo(protocol.DatagramProtocol):
+    """One socket of the SIP side: sends back what it receives, and remembers when it came."""
+
+    def __init__(self) -> None:
+        self.packets: list[tuple[float, bytes, tuple[str, int]]] = []
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.packets.append((time.monotonic(), data, addr))
+        self.transport.write(data, addr)  # type: ignore[union-attr]
+
+
+class Recorder(protocol.DatagramProtocol):
+    """The SIP side's video RTCP socket: keeps what arrives."""
+
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.packets.append(data)
+
+
+def _even_port_pair() -> int:
+    """An even port whose odd neighbour is free too (RTP and RTCP, RFC 3550 §11)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1] & ~1
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as check:
+                    check.bind(("127.0.0.1", candidate))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free even/odd port pair on loopback")
+
+
+def is_keyframe(codec: str, payload: bytes) -> bool:
+    """Whether an RTP payload starts a keyframe: VP8 (RFC 7741 §4) or H.264 (RFC 6184: IDR or SPS)."""
+    if codec == "VP8":
+        if len(payload) < 2 or not payload[0] & 0x10 or payload[0] & 0x07:
+            return False  # not the start of partition 0
+        offset = 1
+        if payload[0] & 0x80:
+            extensions = payload[1]
+            offset = 2
+            if extensions & 0x80:
+                offset += 2 if len(payload) > offset and payload[offset] & 0x80 else 1
+            offset += (1 if extensions & 0x40 else 0) + (1 if extensions & 0x30 else 0)
+        return len(payload) > offset and not payload[offset] & 0x01
+    nal_types = []
+    kind = payload[0] & 0x1F if payload else 0
+    if kind == 24:  # STAP-A: 16-bit sizes, then NAL units
+        offset = 1
+        while offset + 2 < len(payload):
+            size = struct.unpack_from("!H", payload, offset)[0]
+            nal_types.append(payload[offset + 2] & 0x1F)
+            offset += 2 + size
+    elif kind == 28 and len(payload) > 1 and payload[1] & 0x80:  # FU-A, first fragment
+        nal_types.append(payload[1] & 0x1F)
+    else:
+        nal_types.append(kind)
+    return bool({5, 7} & set(nal_types))
+
+
+def _sip_answer(plain_offer: bytes, audio_port: int, video_port: int, codec: str) -> bytes:
+    offer = parse_sdp(plain_offer)
+    opus = next(c for c in offer.media[0].codecs() if c.name.lower() == "opus")
+    video = next(c for c in offer.media[1].codecs() if c.name.upper() == codec)
+    fmtp = f"a=fmtp:{SIP_VIDEO_PT} {video.fmtp}\r\n" if video.fmtp else ""
+    return (
+        "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {audio_port} RTP/AVP {SIP_AUDIO_PT}\r\na=rtpmap:{SIP_AUDIO_PT} opus/{opus.clock_rate}/{opus.channels}\r\n"
+        f"m=video {video_port} RTP/AVP {SIP_VIDEO_PT}\r\na=rtpmap:{SIP_VIDEO_PT} {video.name}/90000\r\n{fmtp}"
+    ).encode()
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+@pytest_twisted.inlineCallbacks
+def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str) -> Generator[Any, Any, None]:
+    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
+    video_port = _even_port_pair()
+    listening = [
+        reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
+    ]
+    pool, ended = PortPool(42600, 42700), []
+    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    peer = start_peer(VIDEO_PEER, codec)
+    try:
+        offer = yield peer.receive(timeout=30)
+        plain_offer = media.offer_from_browser(offer["offer"].encode())
+        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, codec))
+        media.answered()
+        bridge = media.bridge
+        assert bridge is not None and bridge.video_plain is not None and bridge.webrtc.video is not None
+        browser_video_pt = int(parse_sdp(answer).media[1].formats[0])
+        peer.send({"answer": answer.decode(), "seconds": SECONDS, "pli_at": PLI_AT})
+
+        # The SIP side asks for a keyframe of the video it receives, from its RTCP port.
+        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
+        received = [data for _, data, _ in video_echo.packets]
+        assert received, "no video reached the SIP side"
+        gateway_ssrc = struct.unpack_from("!I", received[-1], 8)[0]
+        asked_at = time.monotonic()
+        # From the video RTP port's neighbour, as the SDP implies (the relay checks the source).
+        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr, operator]
+
+        result = yield peer.receive(timeout=40)
+        assert result["connection"] == "connected", result
+
+        # Browser -> SIP: the video, decrypted, with the SIP side's payload type, from the video port only.
+        video = video_echo.packets
+        assert len(video) > 50, (len(video), bridge.webrtc.video.packets_in)
+        assert {data[1] & 0x7F for _, data, _ in video} == {SIP_VIDEO_PT}
+        assert {addr for _, _, addr in video} == {("127.0.0.1", bridge.video_port)}
+        assert {struct.unpack_from("!I", data, 8)[0] for _, data, _ in video} == {bridge.video_plain.outgoing.rewriter.ssrc}
+        # Audio went its own way: no video packet on the audio leg or in its statistics.
+        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {SIP_AUDIO_PT}
+        assert bridge.webrtc.rtcp.receive_stats.received <= len(audio_echo.packets) + 5
+        assert bridge.webrtc.video.packets_in >= len(video)
+        # SIP -> browser: aiortc decoded the echoed pictures (its own, at its size) and heard its tone.
+        assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result
+        assert result["frames"] > 100 and result["rms"] > 500, result
+        assert browser_video_pt != SIP_VIDEO_PT
+
+        # SIP side's PLI -> aiortc's encoder was asked once, and a keyframe followed.
+        assert result["keyframe_requests"] == 1, result
+        after = [data[12:] for at, data, _ in video if at > asked_at]
+        assert any(is_keyframe(codec, payload) for payload in after), f"no {codec} keyframe after the PLI"
+        assert bridge.keyframes is not None and bridge.keyframes.to_browser == 1
+
+        # aiortc's PLI -> the SIP side, about the stream it sends (here: the echo of ours).
+        requests = [r for data in video_rtcp.packets for r in keyframe_requests(data)]
+        assert result["pli_sent_for"] is not None
+        assert [(r.kind, r.media) for r in requests] == [("pli", gateway_ssrc)], requests
+        assert bridge.keyframes.to_sip == 1
+    finally:
+        media.close("test over")
+        yield peer.stop()
+        for port in listening:
+            yield port.stopListening()
+    assert pool.in_use == 0 and ended == ["test over"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: None) -> Generator[Any, Any, None]:
+    """Debian's Chromium with its fake camera: its whole offer (RTX, RED, FEC, transport-cc and
+    all) makes a VP8 call; its echoed pictures come back and decode, and the SIP side's PLI
+    reaches its encoder."""
+    require_program("chromium")
+    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
+    video_port = _even_port_pair()
+    listening = [
+        reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
+    ]
+    pool, ended = PortPool(42800, 42900), []
+    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    peer = start_peer(CHROMIUM_PEER, "video")
+    try:
+        offer = yield peer.receive(timeout=60)
+        plain_offer = media.offer_from_browser(offer["offer"].encode())
+        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, "VP8"))
+        media.answered()
+        bridge = media.bridge
+        assert bridge is not None and bridge.video_port is not None
+        peer.send({"answer": answer.decode(), "seconds": 5})
+        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
+        assert video_echo.packets, "no video reached the SIP side"
+        gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
+        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr]
+        result = yield peer.receive(timeout=60)
+        assert result["connection"] == "connected", result
+        assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}
+        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {SIP_AUDIO_PT}
+        video_in, video_out = result["video_in"], result["video_out"]
+        assert video_in is not None and video_in["framesDecoded"] > 30 and video_in["frameWidth"] == 320, result
+        assert video_out is not None and video_out["pliCount"] >= 1, video_out
+        assert result["inbound"]["audioLevel"] > 0, result
+    finally:
+        media.close("test over")
+        yield peer.stop()
+        for port in listening:
+            yield port.stopListening()
+    assert pool.in_use == 0 and ended == ["test over"]

@@ -1,0 +1,133 @@
+"""Video through a call's media: which m-lines are relayed, on which ports, numbered how."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from twisted.internet import reactor
+
+from telebridge.calls.call_media import CallMedia
+from telebridge.media.dtls import DtlsCertificate
+from telebridge.media.relay import PortPool
+from telebridge.sdp import parse_sdp
+
+CHROME_OFFER = (Path(__file__).parents[1] / "vectors" / "sdp" / "chromium-156-offer.sdp").read_bytes()
+CERTIFICATE = DtlsCertificate()
+
+
+def sip_answer(audio_port: int, video_port: int, video: str = "m=video {port} RTP/AVP 120\r\na=rtpmap:120 VP8/90000\r\n") -> bytes:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {audio_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n" + video.format(port=video_port)
+    ).encode()
+
+
+SIP_OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    "m=video 30002 RTP/AVP 97 126\r\na=rtpmap:97 H263-1998/90000\r\n"
+    "a=rtpmap:126 H264/90000\r\na=fmtp:126 profile-level-id=42e01f;packetization-mode=1\r\n"
+).encode()
+
+
+def browser_answer(offer: object, video_port: int) -> bytes:
+    """A browser's answer to our offer: audio PCMU, video as offered (or refused with port 0)."""
+    return (
+        "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0" + (" 1" if video_port else "") + "\r\n"
+        "a=ice-ufrag:brws\r\na=ice-pwd:browser-password-0123456789\r\n"
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 127.0.0.1\r\na=mid:0\r\na=setup:active\r\na=rtcp-mux\r\n"
+        "a=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        f"m=video {video_port} UDP/TLS/RTP/SAVPF 126\r\nc=IN IP4 127.0.0.1\r\na=mid:1\r\na=setup:active\r\na=rtcp-mux\r\n"
+        "a=rtpmap:126 H264/90000\r\na=sendrecv\r\n"
+    ).encode()
+
+
+@pytest.fixture
+def pool() -> PortPool:
+    return PortPool(43000, 43100)
+
+
+@pytest.fixture
+def media(pool: PortPool) -> Iterator[CallMedia]:
+    call = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
+    yield call
+    call.close("test over")
+    assert pool.in_use == 0
+
+
+def _feedback(media_line: object) -> set[str]:
+    return {value.split(" ", 1)[1] for value in media_line.attributes("rtcp-fb")}  # type: ignore[attr-defined]
+
+
+def test_a_browser_video_stream_gets_a_plain_leg_of_its_own(media: CallMedia, pool: PortPool) -> None:
+    plain = parse_sdp(media.offer_from_browser(CHROME_OFFER))
+    audio, video = plain.media
+    assert media.bridge is not None and pool.in_use == 3  # browser port, audio pair, video pair
+    assert video.port == media.bridge.video_port and video.port not in (0, audio.port) and video.proto == "RTP/AVP"
+    assert {c.name for c in video.codecs()} == {"VP8", "H264"}
+    # Only the keyframe requests are relayed, so only they are offered.
+    assert _feedback(video) == {"nack pli", "ccm fir"}
+
+
+def test_the_sip_answer_s_video_reaches_the_browser_answer_in_the_bundle(media: CallMedia) -> None:
+    media.offer_from_browser(CHROME_OFFER)
+    answer = parse_sdp(media.answer_from_sip(sip_answer(40000, 40002)))
+    audio, video = answer.media
+    assert video.port == audio.port and video.formats == ["96"]  # the browser's own number for VP8
+    assert ("a", "group:BUNDLE 0 1") in answer.lines
+    assert _feedback(video) == {"nack pli", "ccm fir"}
+    bridge = media.bridge
+    assert bridge is not None and bridge.webrtc.video is not None and bridge.video_plain is not None
+    assert bridge.video_plain.remote == ("127.0.0.1", 40002)
+    assert bridge.webrtc.video.outgoing.payload_types == {120: 96}
+    assert bridge.video_plain.outgoing.payload_types == {96: 120}
+    assert 96 in bridge.webrtc.video.payload_types and 111 not in bridge.webrtc.video.payload_types
+
+
+def test_video_the_sip_side_refuses_gives_its_ports_back(media: CallMedia, pool: PortPool) -> None:
+    media.offer_from_browser(CHROME_OFFER)
+    answer = parse_sdp(media.answer_from_sip(sip_answer(40000, 0)))
+    assert answer.media[1].port == 0 and answer.media[0].port
+    assert pool.in_use == 2 and media.bridge is not None and media.bridge.webrtc.video is None
+
+
+def test_browser_video_outside_the_audio_s_bundle_is_refused(media: CallMedia, pool: PortPool) -> None:
+    unbundled = CHROME_OFFER.replace(b"a=group:BUNDLE 0 1", b"a=group:BUNDLE 0")
+    plain = parse_sdp(media.offer_from_browser(unbundled))
+    assert plain.media[1].port == 0 and pool.in_use == 2
+
+
+def test_video_is_refused_when_the_sip_leg_is_sdes_encrypted(pool: PortPool) -> None:
+    call = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, sip_srtp="always")  # type: ignore[arg-type]
+    try:
+        plain = parse_sdp(call.offer_from_browser(CHROME_OFFER))
+        assert plain.media[0].proto == "RTP/SAVP" and plain.media[1].port == 0 and pool.in_use == 2
+    finally:
+        call.close("test over")
+
+
+def test_sip_video_is_offered_to_the_browser_with_keyframe_feedback(media: CallMedia, pool: PortPool) -> None:
+    offer = parse_sdp(media.offer_from_sip(SIP_OFFER))
+    audio, video = offer.media
+    assert video.port == audio.port and video.formats == ["126"]  # H.263 is not relayed
+    assert _feedback(video) == {"nack pli", "ccm fir"}
+    assert ("a", "group:BUNDLE 0 1") in offer.lines
+    assert media.bridge is not None and media.bridge.video_plain is not None
+    assert media.bridge.video_plain.remote == ("127.0.0.1", 30002) and pool.in_use == 3
+
+
+def test_the_browser_s_video_answer_reaches_the_sip_side(media: CallMedia, pool: PortPool) -> None:
+    offer = parse_sdp(media.offer_from_sip(SIP_OFFER))
+    plain = parse_sdp(media.answer_from_browser(browser_answer(offer, video_port=9)))
+    assert media.bridge is not None
+    assert plain.media[1].port == media.bridge.video_port and plain.media[1].formats == ["126"]
+    assert not plain.media[1].attributes("rtcp-fb")
+
+
+def test_video_the_browser_refuses_gives_its_ports_back(media: CallMedia, pool: PortPool) -> None:
+    offer = parse_sdp(media.offer_from_sip(SIP_OFFER))
+    plain = parse_sdp(media.answer_from_browser(browser_answer(offer, video_port=0)))
+    assert plain.media[1].port == 0 and pool.in_use == 2
