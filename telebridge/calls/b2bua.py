@@ -51,6 +51,7 @@ from telebridge.sip.challenge import ChallengeAnswerer
 from telebridge.sip.dialog import DialogError
 from telebridge.sip.errors import SipParseError
 from telebridge.sip.dtmf_info import DtmfInfoError, dtmf_from_info
+from telebridge.sip.media_control import CONTENT_TYPE as MEDIA_CONTROL, PICTURE_FAST_UPDATE, asks_for_keyframe
 from telebridge.sip.message import Request, Response, make_response, reason_phrase
 from telebridge.sip.stack import ServerRequest, SipStack
 from telebridge.sip.transport import Flow
@@ -208,6 +209,7 @@ class Call:
         self.media.answered()
         if self._digits_as_info:
             self.media.digits_as_info(self._info_digit)
+        self.media.keyframes_by_info(lambda: self._sip_side_info(PICTURE_FAST_UPDATE, MEDIA_CONTROL))
         self._record_if_wanted(sip_answer)
         caller_timer = session_timer_of(invite)
         if caller_timer is not None and supports_timer(invite) and not self.caller_is_browser:
@@ -348,6 +350,11 @@ class Call:
             return self._renegotiate(request, browser)
         if method == "INFO" and from_caller == self.caller_is_browser:
             return self._browser_info(request)
+        if method == "INFO" and asks_for_keyframe(request.headers.get("Content-Type"), request.body):
+            # RFC 5168: the SIP side's picture broke; the browser's camera is asked by RTCP.
+            if self.media.keyframe_from_browser():
+                self.manager.counters.inc("keyframe_requests_total", via="info")
+            return make_response(request, 200)
         if method in ("INFO", "OPTIONS"):
             return make_response(request, 200)
         response = make_response(request, 405)

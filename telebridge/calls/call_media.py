@@ -53,6 +53,7 @@ from telebridge.media.video import VIDEO_CLOCK, VideoPath
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
+    KEYFRAME_FEEDBACK,
     WebrtcTransport,
     offered,
     payload_type_map,
@@ -578,6 +579,20 @@ class CallMedia:
         audio.lines.append(("a", wanted))
         self._plain_sent = SessionDescription(_next_version(last.lines), media)
         return str(self._plain_sent).encode()
+
+    def keyframe_from_browser(self) -> bool:
+        """Ask the browser's camera for a keyframe (the SIP side asked by INFO); False without video."""
+        return self.bridge is not None and self.bridge.keyframe_from_browser()
+
+    def keyframes_by_info(self, ask: Callable[[], None]) -> None:
+        """When the SIP side's video negotiated no keyframe feedback (RTCP PLI/FIR), the
+        browser's keyframe requests also reach it as ``ask()`` (a SIP INFO, RFC 5168)."""
+        sip = self._sip_answer or self._plain_offer
+        if self.bridge is None or self.bridge.keyframes is None or self._video is None or sip is None:
+            return
+        feedback = {value.partition(" ")[2].strip() for value in sip.media[self._video].attributes("rtcp-fb")}
+        if not feedback & set(KEYFRAME_FEEDBACK):
+            self.bridge.keyframes.ask_sip_by_info = ask
 
     def digits_as_info(self, on_digit: Callable[[str, int], None]) -> None:
         """The browser's RFC 4733 digits go to ``on_digit`` (to become SIP INFO) instead of

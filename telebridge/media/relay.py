@@ -169,7 +169,7 @@ class MediaBridge:
         )
 
         def from_browser(report: bytes) -> None:
-            request = keyframes.from_browser(report)
+            request = keyframes.from_browser(report, self.reactor.seconds())  # type: ignore[attr-defined]
             if request is not None:
                 video_socket.write(plain.send_rtcp(request))
 
@@ -182,6 +182,14 @@ class MediaBridge:
         self._rearm(webrtc, self._webrtc_socket)
         self._rearm(plain, video_socket)
         return self.video_port
+
+    def keyframe_from_browser(self) -> bool:
+        """Ask the browser's video sender for a keyframe (a SIP INFO asked us); False without video."""
+        request = self.keyframes.pli_for_browser() if self.keyframes is not None else None
+        if request is None:
+            return False
+        self._webrtc_socket.write(self.webrtc.send_rtcp(request))
+        return True
 
     def drop_video(self) -> None:
         """The video stream was refused after all: its ports go back now."""

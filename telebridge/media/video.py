@@ -16,7 +16,9 @@ Rules of operation:
   about the stream we send there becomes a request on the other leg about
   the stream that leg's peer sends us (:class:`~telebridge.media.rtcp_feedback.KeyframeRelay`).
   Toward the browser it is always a PLI, which every browser answers; toward
-  the SIP side the kind is kept (older SIP video phones know FIR only).
+  the SIP side the kind is kept (older SIP video phones know FIR only). A
+  SIP side that negotiated no keyframe feedback is also asked by SIP INFO
+  (RFC 5168 picture_fast_update), at most once a second.
 * A video stream has no media timeout: a camera may pause, the call's
   audio decides whether the peer is gone.
 """
@@ -29,6 +31,7 @@ from telebridge.media.legs import OutgoingStream, RtcpTermination
 from telebridge.media.rtcp_feedback import KeyframeRelay, build_pli, keyframe_requests
 
 VIDEO_CLOCK = 90000
+INFO_INTERVAL = 1.0  # seconds between keyframe requests by SIP INFO (each is a SIP transaction)
 
 
 class VideoPath:
@@ -65,8 +68,11 @@ class KeyframeRequests:
         self._toward_sip = KeyframeRelay()
         self.to_browser = 0
         self.to_sip = 0
+        #: Asks the SIP side for a keyframe by SIP INFO (when it negotiated no RTCP feedback).
+        self.ask_sip_by_info: Callable[[], None] | None = None
+        self._info_at: float | None = None
 
-    def from_browser(self, compound: bytes) -> bytes | None:
+    def from_browser(self, compound: bytes, now: float) -> bytes | None:
         """RTCP from the browser: the request for the SIP side's sender, if it asked for a keyframe of our video."""
         ours, _ = self._browser_ssrcs()
         sip_ours, sip_theirs = self._sip_ssrcs()
@@ -77,16 +83,26 @@ class KeyframeRequests:
                 translated = self._toward_sip.translate(request, sip_ours, sip_theirs)
                 if translated is not None:
                     self.to_sip += 1
+                    self._by_info(now)
                 return translated
         return None
+
+    def _by_info(self, now: float) -> None:
+        if self.ask_sip_by_info is not None and (self._info_at is None or now - self._info_at >= INFO_INTERVAL):
+            self._info_at = now
+            self.ask_sip_by_info()
 
     def from_sip(self, compound: bytes) -> bytes | None:
         """RTCP from the SIP side: a PLI for the browser's sender, if it asked for a keyframe of our video."""
         ours, _ = self._sip_ssrcs()
+        if any(request.media == ours for request in keyframe_requests(compound)):
+            return self.pli_for_browser()
+        return None
+
+    def pli_for_browser(self) -> bytes | None:
+        """A PLI asking the browser's video sender for a keyframe (``None`` before it has sent any video)."""
         browser_ours, browser_theirs = self._browser_ssrcs()
         if browser_theirs is None:
             return None
-        if any(request.media == ours for request in keyframe_requests(compound)):
-            self.to_browser += 1
-            return build_pli(browser_ours, browser_theirs)
-        return None
+        self.to_browser += 1
+        return build_pli(browser_ours, browser_theirs)

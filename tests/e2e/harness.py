@@ -44,6 +44,28 @@ def free_port(both: bool = True) -> int:
     raise RuntimeError("no free loopback port found")
 
 
+def free_media_ports(count: int = 2) -> int:
+    """An even loopback port with ``count`` UDP ports from it free (RTP on even ports,
+    RTCP on the next, RFC 3550 §11; audio and video side by side for SIPp's -mp)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((LOOPBACK, 0))
+            first = probe.getsockname()[1] & ~1
+        held = []
+        try:
+            for port in range(first, first + count):
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(udp)
+                udp.bind((LOOPBACK, port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for udp in held:
+                udp.close()
+    raise RuntimeError("no free run of loopback UDP ports found")
+
+
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0, process_group: bool = False) -> None:
     """SIGTERM, then SIGKILL (to its whole process group if asked) after ``timeout`` s."""
     if process is None or process.poll() is not None:

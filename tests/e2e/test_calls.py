@@ -21,7 +21,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from telebridge.sip.message import Request
-from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_port, run_sipp, start_sipp
+from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_media_ports, free_port, run_sipp, start_sipp
 from tests.e2e.peer_process import AIORTC_PEER, LinePeer, start_peer
 from tests.e2e.ws_ua import Call, WsUserAgent, answer_request
 
@@ -172,6 +172,50 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
         assert call.bye().status == 200
         code, output = _finish(sipp)
         assert code == 0, output
+        assert_released(gateway)
+    finally:
+        ua.close()
+        if sipp.poll() is None:
+            sipp.kill()
+        yield peer.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_video_call_to_a_sip_video_phone_with_keyframes_by_info(
+    gateway: Gateway, loopback_only: None, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """INTEROP 11, issue 3: a browser (aiortc, audio and VP8 in one BUNDLE) calls a video
+    phone (SIPp) that gets audio and video on separate RTP ports and echoes both; the
+    browser decodes its own pictures. The phone has no RTCP feedback: its SIP INFO
+    picture_fast_update reaches the browser's encoder as a PLI, and the browser's PLI
+    reaches the phone as such an INFO (its scenario checks it)."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    sipp = start_sipp(gateway, "phone_answers_video.xml", tmp_path, [
+        "-p", str(phone_port), "-mi", LOOPBACK, "-mp", str(free_media_ports(4)), "-rtp_echo", "-timeout", "40s",
+    ])
+    peer = start_peer(AIORTC_PEER.with_name("aiortc_video_peer.py"), "VP8")
+    ua = WsUserAgent("erin", gateway.web_port)
+    try:
+        offer = yield peer.receive(timeout=30)
+        call = ua.invite(PHONE_USER, offer["offer"])
+        answer = ua.final_response()
+        assert answer.status == 200, answer
+        call.ack(answer)
+        assert b"m=video" in answer.body and b"a=group:BUNDLE 0 1" in answer.body, answer.body
+        peer.send({"answer": answer.body.decode(), "seconds": 6, "pli_at": 4})
+        result = yield peer.receive(timeout=30)
+        assert result["connection"] == "connected", result
+        assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result
+        assert result["frames"] > 80 and result["rms"] > 300, result
+        assert result["keyframe_requests"] == 1, result
+        assert call.bye().status == 200
+        code, output = _finish(sipp)
+        assert code == 0, output
+        assert metrics(gateway)["keyframe_requests_total"] >= 1
         assert_released(gateway)
     finally:
         ua.close()

@@ -11,7 +11,6 @@ the stream it sends.
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 from typing import Any, Generator
@@ -25,7 +24,7 @@ from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
 from telebridge.media.rtcp_feedback import build_pli, keyframe_requests
 from telebridge.sdp import parse_sdp
-from tests.e2e.harness import require_program
+from tests.e2e.harness import free_media_ports, require_program
 from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, start_peer
 
 pytestmark = pytest.mark.e2e
@@ -55,22 +54,6 @@ class Recorder(protocol.DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         self.packets.append(data)
-
-
-def _even_port_pair() -> int:
-    """An even port whose odd neighbour is free too (RTP and RTCP, RFC 3550 §11)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1] & ~1
-        try:
-            for candidate in (port, port + 1):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as check:
-                    check.bind(("127.0.0.1", candidate))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free even/odd port pair on loopback")
 
 
 def is_keyframe(codec: str, payload: bytes) -> bool:
@@ -117,7 +100,7 @@ def _sip_answer(plain_offer: bytes, audio_port: int, video_port: int, codec: str
 @pytest_twisted.inlineCallbacks
 def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str) -> Generator[Any, Any, None]:
     audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
-    video_port = _even_port_pair()
+    video_port = free_media_ports()
     listening = [
         reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
         reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
@@ -189,7 +172,7 @@ def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: 
     reaches its encoder."""
     require_program("chromium")
     audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
-    video_port = _even_port_pair()
+    video_port = free_media_ports()
     listening = [
         reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
         reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]

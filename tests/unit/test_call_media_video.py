@@ -131,3 +131,16 @@ def test_video_the_browser_refuses_gives_its_ports_back(media: CallMedia, pool: 
     offer = parse_sdp(media.offer_from_sip(SIP_OFFER))
     plain = parse_sdp(media.answer_from_browser(browser_answer(offer, video_port=0)))
     assert plain.media[1].port == 0 and pool.in_use == 2
+
+
+def test_re_offers_keep_the_video_stream(media: CallMedia) -> None:
+    media.offer_from_browser(CHROME_OFFER)
+    media.answer_from_sip(sip_answer(40000, 40002))
+    assert media.bridge is not None and media.bridge.video_plain is not None
+    # The SIP side moves its video (a transfer, a new media server): we follow, and answer on our same ports.
+    moved = parse_sdp(media.reoffer_from_sip(sip_answer(41000, 41002)))
+    assert moved.media[1].port == media.bridge.video_port
+    assert media.bridge.video_plain.remote == ("127.0.0.1", 41002)
+    # The browser re-offers (an ICE restart, say): video stays in its answer, in the BUNDLE.
+    again = parse_sdp(media.reoffer_from_browser(CHROME_OFFER))
+    assert again.media[1].port == again.media[0].port != 0
