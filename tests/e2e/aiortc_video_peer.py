@@ -4,6 +4,10 @@ Started as ``aiortc_video_peer.py CODEC`` (VP8 or H264: the only video codec off
 Protocol on stdin/stdout, one JSON object per line:
   <- {"offer": SDP}
   -> {"answer": SDP, "seconds": N, "pli_at": T}
+or, started as ``aiortc_video_peer.py CODEC answer`` (the far side offers):
+  -> {"offer": SDP, "seconds": N, "pli_at": T}
+  <- {"answer": SDP}
+then in both cases
   <- {"frames": n, "rms": x, "video_frames": n, "video_size": [w, h],
       "keyframe_requests": n, "pli_sent_for": ssrc, "connection": state}
 At ``pli_at`` seconds after the answer it sends a PLI for the video it receives;
@@ -53,7 +57,7 @@ class MovingBars(MediaStreamTrack):
         return frame
 
 
-async def main(codec: str) -> None:
+async def main(codec: str, answering: bool) -> None:
     pc = RTCPeerConnection()
     pc.addTrack(Tone())
     video = pc.addTransceiver(MovingBars(), direction="sendrecv")
@@ -85,10 +89,17 @@ async def main(codec: str) -> None:
 
         asyncio.ensure_future(drain())
 
-    await pc.setLocalDescription(await pc.createOffer())
-    print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
-    request = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
-    await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
+    read = asyncio.get_running_loop().run_in_executor
+    if answering:
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        print(json.dumps({"answer": pc.localDescription.sdp}), flush=True)
+    else:
+        await pc.setLocalDescription(await pc.createOffer())
+        print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
     await asyncio.sleep(request["pli_at"])
     sources = video.receiver.getSynchronizationSources()
     pli_sent_for = sources[0].source if sources else None
@@ -102,4 +113,4 @@ async def main(codec: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2:] == ["answer"]))

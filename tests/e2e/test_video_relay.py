@@ -207,3 +207,57 @@ def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: 
         for port in listening:
             yield port.stopListening()
     assert pool.in_use == 0 and ended == ["test over"]
+
+
+def _sip_offer(audio_port: int, video_port: int) -> bytes:
+    """A SIP video phone's offer: PCMU, then H.263 (not relayed) and VP8 at its own payload types."""
+    return (
+        "v=0\r\no=- 8 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {audio_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"m=video {video_port} RTP/AVP 34 {SIP_VIDEO_PT}\r\na=rtpmap:34 H263/90000\r\na=rtpmap:{SIP_VIDEO_PT} VP8/90000\r\n"
+    ).encode()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopback_only: None) -> Generator[Any, Any, None]:
+    """A call the SIP side starts: its offer's VP8 (not its H.263) is offered to aiortc, which
+    answers; the pictures aiortc sends reach the SIP side at its own payload type and come
+    back decoded, and the SIP side's PLI reaches aiortc's encoder."""
+    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
+    audio_port = free_media_ports(4)
+    video_port = audio_port + 2
+    listening = [
+        reactor.listenUDP(audio_port, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
+        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
+    ]
+    pool, ended = PortPool(43200, 43300), []
+    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    peer = start_peer(VIDEO_PEER, "VP8", "answer")
+    try:
+        browser_offer = media.offer_from_sip(_sip_offer(audio_port, video_port))
+        assert parse_sdp(browser_offer).media[1].formats == [str(SIP_VIDEO_PT)]
+        peer.send({"offer": browser_offer.decode(), "seconds": SECONDS, "pli_at": PLI_AT})
+        answer = yield peer.receive(timeout=30)
+        plain_answer = parse_sdp(media.answer_from_browser(answer["answer"].encode()))
+        media.answered()
+        bridge = media.bridge
+        assert bridge is not None and bridge.video_port is not None
+        assert plain_answer.media[1].port == bridge.video_port and plain_answer.media[1].formats == [str(SIP_VIDEO_PT)]
+        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
+        assert video_echo.packets, "no video reached the SIP side"
+        gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
+        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr]
+        result = yield peer.receive(timeout=40)
+        assert result["connection"] == "connected", result
+        assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}
+        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {0}
+        assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result
+        assert result["frames"] > 100 and result["rms"] > 500, result
+        assert result["keyframe_requests"] == 1, result
+    finally:
+        media.close("test over")
+        yield peer.stop()
+        for port in listening:
+            yield port.stopListening()
+    assert pool.in_use == 0 and ended == ["test over"]
