@@ -9,9 +9,9 @@ Rules of operation:
 * The first audio m-line is relayed, and the first video m-line when both
   sides share VP8 or H.264 (:mod:`telebridge.media.video`): the browser
   sends it inside the audio's BUNDLE, the SIP side gets a plain video leg
-  on a port pair of its own. Video is plain RTP only: with SDES-SRTP on the
-  SIP leg it is refused (port 0), as is a browser video stream outside the
-  audio's BUNDLE group. Other m-lines are refused on both sides.
+  on a port pair of its own (with its own SDES key when the SIP leg is
+  SRTP). A browser video stream outside the audio's BUNDLE group is refused
+  (port 0), as are all other m-lines, on both sides.
 * The browser sees one answer for the whole call: the first SDP from the
   SIP side (a 183 or the 200) makes it, and later SDP from that side
   (another fork's, a re-INVITE's) only moves the plain leg. That is what
@@ -47,7 +47,8 @@ from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock
 from telebridge.media.recording import CallRecording
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
-from telebridge.media.srtp import SdesCrypto, SrtpError, SrtpSession, new_crypto, parse_crypto
+from telebridge.media.sdes import NoUsableKey, SdesKeys
+from telebridge.media.srtp import SdesCrypto, new_crypto
 from telebridge.media.transcode import Transcoder
 from telebridge.media.video import VIDEO_CLOCK, VideoPath
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
@@ -97,14 +98,14 @@ def _ports_for(session: SessionDescription, ports: dict[int, int]) -> list[int |
 
 def _relayable_video(session: SessionDescription, audio: int, webrtc: bool) -> int | None:
     """The first video m-line the gateway can relay: VP8 or H.264, from a browser in the
-    audio's BUNDLE group (one transport for both), from the SIP side over plain RTP."""
+    audio's BUNDLE group (one transport for both), from the SIP side over RTP or SDES-SRTP."""
     for index, media in enumerate(session.media):
         if media.kind != "video" or not offered(session, media) or not any(relayable_video(c) for c in media.codecs()):
             continue
         if webrtc:
             mids = {session.media[audio].mid, media.mid}
             return index if any(mids <= set(group) for group in session.bundle_groups) else None
-        return index if media.proto == "RTP/AVP" else None
+        return index if media.proto in ("RTP/AVP", "RTP/SAVP") else None
     return None
 
 
@@ -214,9 +215,9 @@ class CallMedia:
         self.transcoding = transcoding
         self.inband_dtmf = inband_dtmf
         self.sip_srtp = sip_srtp
-        #: Our SDES key toward the SIP side (RTP/SAVP), when that leg is encrypted.
-        self._our_crypto: SdesCrypto | None = None
-        self._remote_master = b""
+        #: SDES keys of the SIP side's audio and video (RTP/SAVP), when that leg is encrypted.
+        self._audio_keys: SdesKeys | None = None
+        self._video_keys: SdesKeys | None = None
         #: The SIP side's SDP as the browser is shown it (its own codec, or Opus when transcoded).
         self._sip_for_browser: SessionDescription | None = None
         #: The browser's answer to our offer (a call the SIP side started).
@@ -247,10 +248,12 @@ class CallMedia:
         self._build(credentials, remote_fingerprint, dtls_client, None, _clock_rate(plain_offer.media[self._audio]))
         assert self.bridge is not None
         if self.sip_srtp == "always" or (self.sip_srtp == "tls" and sip_transports and set(sip_transports) == {"TLS"}):
-            self._our_crypto = new_crypto(1)
-        self._video = _relayable_video(offer, self._audio, webrtc=True) if self._our_crypto is None else None
+            self._audio_keys = SdesKeys(new_crypto(1))
+        self._video = _relayable_video(offer, self._audio, webrtc=True)
         if self._video is not None:
             self._add_video(_payload_types(offer.media[self._video]), None)
+            if self._audio_keys is not None:
+                self._video_keys = SdesKeys(new_crypto(1))
         plain_offer = plain_offer_from_webrtc(
             offer, self._plain_ports(offer), self.address, self.session_id,
             crypto=self._crypto_per_stream(offer), transcoding=self.transcoding,
@@ -266,8 +269,8 @@ class CallMedia:
         if not media.port or not media.formats:
             raise MediaRefused("the SIP side rejected the audio stream")
         self.bridge.plain.set_remote(_address(answer, media), self.reactor.seconds())  # type: ignore[attr-defined]
-        if self._our_crypto is not None:
-            self._key_plain_leg(media, "answered")
+        if self._audio_keys is not None:
+            self._key_plain_leg(self.bridge.plain, self._audio_keys, media, "answered")
         browser_media = self._browser_offer.media[self._audio]
         self._sip_answer = answer
         first = self._browser_answer is None
@@ -298,6 +301,8 @@ class CallMedia:
                 self._drop_video()
             return
         bridge.video_plain.set_remote(_address(self._sip_answer, video), self.reactor.seconds())  # type: ignore[arg-type, attr-defined]
+        if self._video_keys is not None:
+            self._key_plain_leg(bridge.video_plain, self._video_keys, video, "answered")
         if first:
             self._map_payload_types(video, browser_video, bridge.webrtc.video.outgoing, bridge.video_plain.outgoing)
 
@@ -321,31 +326,19 @@ class CallMedia:
         self._video = None
 
     def _crypto_per_stream(self, session: SessionDescription) -> list[SdesCrypto | None] | None:
-        if self._our_crypto is None:
+        """Our a=crypto for each m-line of the SIP side's SDP (None: plain RTP throughout)."""
+        keys = {self._audio: self._audio_keys, self._video: self._video_keys}
+        if not any(k is not None for k in keys.values()):
             return None
-        return [self._our_crypto if i == self._audio else None for i in range(len(session.media))]
+        return [k.ours if (k := keys.get(i)) is not None else None for i in range(len(session.media))]
 
-    def _key_plain_leg(self, media: Media, what: str) -> None:
-        """SRTP toward the SIP side from its a=crypto (RFC 4568): the line matching our
-        suite (and tag, when answering us), with our own key for what we send."""
-        assert self.bridge is not None
-        theirs = None
-        for value in media.attributes("crypto"):
-            try:
-                candidate = parse_crypto(value or "")
-            except SrtpError:
-                continue
-            if self._our_crypto is None or candidate.profile == self._our_crypto.profile:
-                theirs = candidate
-                break
-        if media.proto != "RTP/SAVP" or theirs is None:
-            raise MediaRefused(f"the SIP side {what} without a usable SDES key (RTP/SAVP, a=crypto)")
-        if self._our_crypto is None or self._our_crypto.tag != theirs.tag:
-            # Answering an offer: our key takes the tag and suite the SIP side chose.
-            self._our_crypto = SdesCrypto(theirs.tag, theirs.profile, (self._our_crypto or new_crypto(theirs.tag, theirs.profile.name)).master)
-        if self.bridge.plain.srtp is None or theirs.master != self._remote_master:
-            self.bridge.plain.srtp = SrtpSession(theirs.profile, self._our_crypto.master, theirs.master)
-            self._remote_master = theirs.master
+    @staticmethod
+    def _key_plain_leg(leg: PlainLeg, keys: SdesKeys, media: Media, what: str) -> None:
+        """SRTP toward the SIP side from the m-line's a=crypto (RFC 4568)."""
+        try:
+            leg.srtp = keys.session(media.proto, [value or "" for value in media.attributes("crypto")], leg.srtp)
+        except NoUsableKey as e:
+            raise MediaRefused(f"the SIP side {what} {media.kind} with {e}") from None
 
     def _browser_view_of_answer(self, answer: SessionDescription, media: Media, browser_media: Media) -> SessionDescription:
         """The SIP answer as the browser is to see it; starts transcoding when they share no voice codec."""
@@ -423,8 +416,13 @@ class CallMedia:
         offer = _parse(sdp, "SIP side")
         self._audio = _first_audio(offer)
         browser_offer = self._offer_to_browser(offer, _address(offer, offer.media[self._audio]))
+        assert self.bridge is not None
         if offer.media[self._audio].proto == "RTP/SAVP":
-            self._key_plain_leg(offer.media[self._audio], "offered RTP/SAVP")
+            self._audio_keys = SdesKeys()
+            self._key_plain_leg(self.bridge.plain, self._audio_keys, offer.media[self._audio], "offered RTP/SAVP")
+        if self._video is not None and offer.media[self._video].proto == "RTP/SAVP":
+            self._video_keys = SdesKeys()
+            self._key_plain_leg(self.bridge.video_plain, self._video_keys, offer.media[self._video], "offered RTP/SAVP")  # type: ignore[arg-type]
         return browser_offer
 
     def offer_for_delayed_offer(self) -> bytes:
@@ -531,11 +529,14 @@ class CallMedia:
         media = offer.media[self._audio]
         if media.port:
             self.bridge.plain.set_remote(_address(offer, media), self.reactor.seconds())  # type: ignore[attr-defined]
-            if self._our_crypto is not None:
-                self._key_plain_leg(media, "re-offered")  # a new key from the SIP side re-keys the leg
+            if self._audio_keys is not None:
+                self._key_plain_leg(self.bridge.plain, self._audio_keys, media, "re-offered")  # a new key re-keys the leg
         self._follow_sip_direction(media)
-        if self._video is not None and self._video < len(offer.media) and self.bridge.video_plain is not None and offer.media[self._video].port:
-            self.bridge.video_plain.set_remote(_address(offer, offer.media[self._video]), self.reactor.seconds())  # type: ignore[attr-defined]
+        video = offer.media[self._video] if self._video is not None and self._video < len(offer.media) else None
+        if video is not None and video.port and self.bridge.video_plain is not None:
+            self.bridge.video_plain.set_remote(_address(offer, video), self.reactor.seconds())  # type: ignore[attr-defined]
+            if self._video_keys is not None:
+                self._key_plain_leg(self.bridge.video_plain, self._video_keys, video, "re-offered")
         ports = self._plain_ports(offer)
         answer = SessionDescription(list(offer.lines), list(offer.media))
         mirrored = plain_answer_from_webrtc(

@@ -23,6 +23,7 @@ from telebridge.calls.call_media import CallMedia
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
 from telebridge.media.rtcp_feedback import build_pli, keyframe_requests
+from telebridge.media.srtp import SdesCrypto, SrtpSession, new_crypto, parse_crypto
 from telebridge.sdp import parse_sdp
 from tests.e2e.harness import free_media_ports, require_program
 from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, start_peer
@@ -36,24 +37,33 @@ SIP_PLI_AT = 2.5
 
 
 class Echo(protocol.DatagramProtocol):
-    """One socket of the SIP side: sends back what it receives, and remembers when it came."""
+    """One socket of the SIP side: sends back what it receives (decrypted and encrypted
+    again with its own key, on an SDES-SRTP leg), and remembers when it came."""
 
-    def __init__(self) -> None:
+    def __init__(self, srtp: SrtpSession | None = None) -> None:
+        self.srtp = srtp
         self.packets: list[tuple[float, bytes, tuple[str, int]]] = []
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.srtp is not None:
+            data = self.srtp.unprotect(data)
         self.packets.append((time.monotonic(), data, addr))
-        self.transport.write(data, addr)  # type: ignore[union-attr]
+        self.transport.write(self.srtp.protect(data) if self.srtp else data, addr)  # type: ignore[union-attr]
 
 
 class Recorder(protocol.DatagramProtocol):
-    """The SIP side's video RTCP socket: keeps what arrives."""
+    """The SIP side's video RTCP socket: keeps what arrives, and sends its keyframe request."""
 
-    def __init__(self) -> None:
+    def __init__(self, srtp: SrtpSession | None = None) -> None:
+        self.srtp = srtp
         self.packets: list[bytes] = []
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.packets.append(data)
+        self.packets.append(self.srtp.unprotect_rtcp(data) if self.srtp else data)
+
+    def ask_keyframe(self, of_ssrc: int, port: int) -> None:
+        pli = build_pli(0x5EED, of_ssrc)
+        self.transport.write(self.srtp.protect_rtcp(pli) if self.srtp else pli, ("127.0.0.1", port))  # type: ignore[union-attr]
 
 
 def is_keyframe(codec: str, payload: bytes) -> bool:
@@ -84,21 +94,37 @@ def is_keyframe(codec: str, payload: bytes) -> bool:
     return bool({5, 7} & set(nal_types))
 
 
-def _sip_answer(plain_offer: bytes, audio_port: int, video_port: int, codec: str) -> bytes:
+def _sip_answer(plain_offer: bytes, audio_port: int, video_port: int, codec: str, keys: tuple[SdesCrypto, SdesCrypto] | None = None) -> bytes:
+    """The SIP side's answer at its own payload types; RTP/SAVP with ``keys`` (audio, video) when given."""
     offer = parse_sdp(plain_offer)
+    proto = "RTP/SAVP" if keys else "RTP/AVP"
+    audio_key, video_key = (f"a=crypto:{keys[0]}\r\n", f"a=crypto:{keys[1]}\r\n") if keys else ("", "")
     opus = next(c for c in offer.media[0].codecs() if c.name.lower() == "opus")
     video = next(c for c in offer.media[1].codecs() if c.name.upper() == codec)
     fmtp = f"a=fmtp:{SIP_VIDEO_PT} {video.fmtp}\r\n" if video.fmtp else ""
     return (
         "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {audio_port} RTP/AVP {SIP_AUDIO_PT}\r\na=rtpmap:{SIP_AUDIO_PT} opus/{opus.clock_rate}/{opus.channels}\r\n"
-        f"m=video {video_port} RTP/AVP {SIP_VIDEO_PT}\r\na=rtpmap:{SIP_VIDEO_PT} {video.name}/90000\r\n{fmtp}"
+        f"m=audio {audio_port} {proto} {SIP_AUDIO_PT}\r\na=rtpmap:{SIP_AUDIO_PT} opus/{opus.clock_rate}/{opus.channels}\r\n{audio_key}"
+        f"m=video {video_port} {proto} {SIP_VIDEO_PT}\r\na=rtpmap:{SIP_VIDEO_PT} {video.name}/90000\r\n{fmtp}{video_key}"
     ).encode()
 
 
-@pytest.mark.parametrize("codec", ["VP8", "H264"])
+def _sdes_sip_side(plain_offer: bytes, echoes: tuple[Echo, Echo, Recorder]) -> tuple[SdesCrypto, SdesCrypto]:
+    """The SIP side's own SDES keys, one per stream, and its sockets keyed with them and the gateway's."""
+    audio, video = parse_sdp(plain_offer).media
+    ours = []
+    for media, sockets in ((audio, echoes[:1]), (video, echoes[1:])):
+        gateway_key = parse_crypto(media.attributes("crypto")[0] or "")
+        key = new_crypto(gateway_key.tag, gateway_key.profile.name)
+        for sock in sockets:
+            sock.srtp = SrtpSession(key.profile, key.master, gateway_key.master)
+        ours.append(key)
+    return ours[0], ours[1]
+
+
+@pytest.mark.parametrize("codec, sip_srtp", [("VP8", "never"), ("H264", "never"), ("VP8", "always")], ids=["vp8", "h264", "vp8-sdes-srtp"])
 @pytest_twisted.inlineCallbacks
-def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str) -> Generator[Any, Any, None]:
+def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str, sip_srtp: str) -> Generator[Any, Any, None]:
     audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
     video_port = free_media_ports()
     listening = [
@@ -107,12 +133,13 @@ def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: N
         reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
     ]
     pool, ended = PortPool(42600, 42700), []
-    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append, sip_srtp=sip_srtp)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, codec)
     try:
         offer = yield peer.receive(timeout=30)
         plain_offer = media.offer_from_browser(offer["offer"].encode())
-        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, codec))
+        keys = _sdes_sip_side(plain_offer, (audio_echo, video_echo, video_rtcp)) if sip_srtp == "always" else None
+        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, codec, keys))
         media.answered()
         bridge = media.bridge
         assert bridge is not None and bridge.video_plain is not None and bridge.webrtc.video is not None
@@ -126,7 +153,7 @@ def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: N
         gateway_ssrc = struct.unpack_from("!I", received[-1], 8)[0]
         asked_at = time.monotonic()
         # From the video RTP port's neighbour, as the SDP implies (the relay checks the source).
-        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr, operator]
+        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)  # type: ignore[operator]
 
         result = yield peer.receive(timeout=40)
         assert result["connection"] == "connected", result
@@ -192,7 +219,7 @@ def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: 
         yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
         assert video_echo.packets, "no video reached the SIP side"
         gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
-        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr]
+        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)
         result = yield peer.receive(timeout=60)
         assert result["connection"] == "connected", result
         assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}
@@ -247,7 +274,7 @@ def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopbac
         yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
         assert video_echo.packets, "no video reached the SIP side"
         gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
-        video_rtcp.transport.write(build_pli(0x5EED, gateway_ssrc), ("127.0.0.1", bridge.video_port + 1))  # type: ignore[union-attr]
+        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)
         result = yield peer.receive(timeout=40)
         assert result["connection"] == "connected", result
         assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 from twisted.internet import reactor
 
-from telebridge.calls.call_media import CallMedia
+from telebridge.calls.call_media import CallMedia, MediaRefused
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
 from telebridge.sdp import parse_sdp
@@ -100,11 +100,15 @@ def test_browser_video_outside_the_audio_s_bundle_is_refused(media: CallMedia, p
     assert plain.media[1].port == 0 and pool.in_use == 2
 
 
-def test_video_is_refused_when_the_sip_leg_is_sdes_encrypted(pool: PortPool) -> None:
+def test_an_sdes_encrypted_sip_leg_gets_a_key_of_its_own_for_video(pool: PortPool) -> None:
     call = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, sip_srtp="always")  # type: ignore[arg-type]
     try:
-        plain = parse_sdp(call.offer_from_browser(CHROME_OFFER))
-        assert plain.media[0].proto == "RTP/SAVP" and plain.media[1].port == 0 and pool.in_use == 2
+        audio, video = parse_sdp(call.offer_from_browser(CHROME_OFFER)).media
+        assert audio.proto == video.proto == "RTP/SAVP" and video.port
+        assert audio.attributes("crypto") != video.attributes("crypto") and len(video.attributes("crypto")) == 1
+        # The SIP side answers video over plain RTP: not what was offered (RFC 3264 §6), a clear refusal.
+        with pytest.raises(MediaRefused, match="video"):
+            call.answer_from_sip(sip_answer(40000, 40002).replace(b"RTP/AVP 0", b"RTP/SAVP 0\r\na=crypto:" + str(audio.attributes("crypto")[0]).encode()))
     finally:
         call.close("test over")
 
