@@ -16,6 +16,12 @@ Rules of operation:
   queued the stream is taken as paused (DTX, hold, a silent peer): nothing
   more is played until a packet comes, which restarts the playout. So a
   pause never turns into seconds of made-up audio.
+* Settling: the playout is anchored on the first packet, which may have
+  come quicker than those after it. For ``SETTLE`` seconds after a
+  (re)start, a frame whose time comes with nothing at all queued is waited
+  for (the playout moves one frame later, at most ``SETTLE_WAITS`` times)
+  instead of being made up: a concealed frame in the first second of a
+  call is an audible click, a few ms more delay is not.
 * Adaptive: a packet that comes after its time (a late one, dropped and
   counted) moves the playout one frame later, up to ``max_delay``; when no
   packet has been late for ``SHRINK_AFTER`` seconds and every packet in
@@ -31,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_CONCEALED = 5
+SETTLE = 1.0
+SETTLE_WAITS = 2
 SHRINK_AFTER = 5.0
 DEFAULT_FRAME = 0.02
 
@@ -77,6 +85,8 @@ class JitterBuffer:
         self._highest_ts = 0
         self._calm_since = 0.0
         self._min_lead = float("inf")
+        self._started = 0.0
+        self._settle_waits = 0
 
     # -- input ---------------------------------------------------------------------
 
@@ -126,12 +136,17 @@ class JitterBuffer:
         self._offset = now + self.delay - ext_ts / self.clock_rate
         self._calm_since = now
         self._min_lead = float("inf")
+        self._started = now
+        self._settle_waits = 0
 
-    def _later(self) -> None:
-        if self.delay + self._frame_ticks / self.clock_rate <= self.max_delay + 1e-9:
-            step = self._frame_ticks / self.clock_rate
-            self.delay += step
-            self._offset += step
+    def _later(self) -> bool:
+        """Play one frame later from now on, if ``max_delay`` allows it."""
+        if self.delay + self._frame_ticks / self.clock_rate > self.max_delay + 1e-9:
+            return False
+        step = self._frame_ticks / self.clock_rate
+        self.delay += step
+        self._offset += step
+        return True
 
     # -- output --------------------------------------------------------------------
 
@@ -147,9 +162,16 @@ class JitterBuffer:
         """Every frame whose time has come, in order."""
         frames: list[Frame] = []
         while (due := self.next_time()) is not None and due <= now:
+            if self._settling(now) and self._later():
+                self._settle_waits += 1
+                continue
             frames.append(self._take())
         self._maybe_shrink(now)
         return frames
+
+    def _settling(self, now: float) -> bool:
+        """Whether the next frame is to be waited for rather than concealed (see Settling)."""
+        return not self._packets and now - self._started < SETTLE and self._settle_waits < SETTLE_WAITS
 
     def _take(self) -> Frame:
         seq = self._next_seq

@@ -145,3 +145,29 @@ def test_longer_frames_play_at_their_own_pace() -> None:
         buffer.put(n, n * 480, bytes([n]), n * 0.06)  # 60 ms frames
     assert [f.payload for f in buffer.pop(0.04 + 0.06)] == [b"\x00", b"\x01"]
     assert buffer.next_time() is not None and abs(buffer.next_time() - (0.04 + 0.12)) < 1e-9
+
+
+def test_a_stream_whose_first_packet_came_early_is_waited_for_not_concealed() -> None:
+    """The playout is anchored on the first packet; when the next ones come 50 ms later
+    than it implied (more than the 40 ms target), the buffer waits (a little more delay) instead of making up a
+    frame in the first second (an audible click)."""
+    buffer = JitterBuffer(CLOCK, min_delay=0.04, max_delay=0.2)
+    buffer.put(0, 0, b"0", 0.0)
+    t = 0.0
+    for n in range(1, 50):
+        at = n * 0.02 + 0.05
+        while t < at:
+            buffer.pop(t)
+            t += 0.005
+        buffer.put(n, n * FRAME, bytes([n]), at)
+    assert buffer.stats.concealed == 0 and buffer.stats.late == 0, buffer.stats
+    assert buffer.stats.played >= 45 and abs(buffer.delay - 0.06) < 1e-9
+
+
+def test_settling_waits_are_few_and_later_losses_are_concealed_as_ever() -> None:
+    buffer = JitterBuffer(CLOCK, min_delay=0.04, max_delay=0.2)
+    for n in range(3):
+        buffer.put(n, n * FRAME, b"v", n * 0.02)
+    frames = _played(buffer, 2.0)
+    # A stream that stops in its first second: two frames waited for, then concealment and a pause.
+    assert frames.count(None) == MAX_CONCEALED and abs(buffer.delay - 0.08) < 1e-9
