@@ -167,10 +167,14 @@ def _codec_names(media: Media) -> dict[int, str]:
 
 
 def _parse(sdp: bytes, who: str) -> SessionDescription:
+    """``sdp`` parsed, its rtpmap lines included (read lazily elsewhere), or a 400."""
     try:
-        return parse_sdp(sdp)
+        session = parse_sdp(sdp)
+        for media in session.media:
+            media.codecs()
     except (SdpError, UnicodeDecodeError) as e:
         raise MediaRefused(f"bad SDP from the {who}: {e}", status=400) from None
+    return session
 
 
 class CallMedia:
@@ -526,6 +530,8 @@ class CallMedia:
         offer = _parse(sdp, "SIP side")
         if self.bridge is None or len(offer.media) <= self._audio:
             raise MediaRefused("the re-offer does not match the call")
+        # Checked before anything changes: a refused re-offer leaves the call as it was (RFC 3261 §14.2).
+        kept = self._agreed_codecs_only(offer)
         media = offer.media[self._audio]
         if media.port:
             self.bridge.plain.set_remote(_address(offer, media), self.reactor.seconds())  # type: ignore[attr-defined]
@@ -537,12 +543,34 @@ class CallMedia:
             self.bridge.video_plain.set_remote(_address(offer, video), self.reactor.seconds())  # type: ignore[attr-defined]
             if self._video_keys is not None:
                 self._key_plain_leg(self.bridge.video_plain, self._video_keys, video, "re-offered")
+        if self.bridge.transcoders is None:
+            browser = self._browser_offer or self._browser_answered
+            if browser is not None:
+                # The SIP side may number the same codecs anew (its numbers are the ones it sends).
+                self._map_payload_types(kept.media[self._audio], browser.media[self._audio], self.bridge.webrtc.outgoing, self.bridge.plain.outgoing)
         ports = self._plain_ports(offer)
-        answer = SessionDescription(list(offer.lines), list(offer.media))
+        answer = SessionDescription(list(offer.lines), kept.media)
         mirrored = plain_answer_from_webrtc(
             offer, _mirror_direction(answer), ports, self.address, self.session_id, crypto=self._crypto_per_stream(offer)
         )
         return str(mirrored).encode()
+
+    def _agreed_codecs_only(self, offer: SessionDescription) -> SessionDescription:
+        """The SIP side's re-offer with each relayed stream limited to the codecs this call
+        agreed on that side: the browser is not asked again, so it sends what it sends.
+        A stream left with no codec but telephone-event refuses the re-offer (488)."""
+        agreed = self._sip_answer or self._plain_sent
+        media = list(offer.media)
+        for index in (self._audio, self._video):
+            if index is None or agreed is None or index >= len(media) or index >= len(agreed.media) or not media[index].port:
+                continue
+            ours = agreed.media[index].codecs()
+            keep = [c for c in media[index].codecs() if any(c.same_codec(a) for a in ours)]
+            if not [c for c in keep if c.name.lower() != "telephone-event"]:
+                names = ", ".join(sorted({c.name for c in ours if c.name.lower() != "telephone-event"}))
+                raise MediaRefused(f"the re-offer's {media[index].kind} has none of the call's codecs ({names})")
+            media[index] = with_codecs(media[index], media[index], keep)
+        return SessionDescription(list(offer.lines), media)
 
     def reoffer_from_browser(self, sdp: bytes) -> bytes:
         """Answer the browser's re-INVITE (hold, ICE restart) from what the SIP side agreed."""

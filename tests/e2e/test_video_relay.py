@@ -258,7 +258,7 @@ def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopbac
         reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
         reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
     ]
-    pool, ended = PortPool(43200, 43300), []
+    pool, ended = PortPool(45000, 45100), []
     media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, "VP8", "answer")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +16,8 @@ from telebridge.sdp import parse_sdp
 
 CHROME_OFFER = (Path(__file__).parents[1] / "vectors" / "sdp" / "chromium-156-offer.sdp").read_bytes()
 CERTIFICATE = DtlsCertificate()
+# Each test its own ports: a closed socket is only released once the reactor turns.
+PORT_RANGES = (PortPool(first, first + 20) for first in itertools.count(47000, 20))
 
 
 def sip_answer(audio_port: int, video_port: int, video: str = "m=video {port} RTP/AVP 120\r\na=rtpmap:120 VP8/90000\r\n") -> bytes:
@@ -47,7 +50,7 @@ def browser_answer(offer: object, video_port: int) -> bytes:
 
 @pytest.fixture
 def pool() -> PortPool:
-    return PortPool(43000, 43100)
+    return next(PORT_RANGES)
 
 
 @pytest.fixture
