@@ -52,6 +52,22 @@ class Tone(MediaStreamTrack):
         return frame
 
 
+async def negotiate(pc: RTCPeerConnection, answering: bool) -> dict:
+    """The offer/answer over stdin/stdout (see the module's protocol); the test's request back."""
+    read = asyncio.get_running_loop().run_in_executor
+    if answering:
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        print(json.dumps({"answer": pc.localDescription.sdp}), flush=True)
+    else:
+        await pc.setLocalDescription(await pc.createOffer())
+        print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
+        request = json.loads(await read(None, sys.stdin.readline))
+        await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
+    return request
+
+
 async def main() -> None:
     pc = RTCPeerConnection()
     pc.addTrack(Tone())
@@ -69,17 +85,7 @@ async def main() -> None:
 
         asyncio.ensure_future(drain())
 
-    read = asyncio.get_running_loop().run_in_executor
-    if ANSWERING:
-        request = json.loads(await read(None, sys.stdin.readline))
-        await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        print(json.dumps({"answer": pc.localDescription.sdp}), flush=True)
-    else:
-        await pc.setLocalDescription(await pc.createOffer())
-        print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
-        request = json.loads(await read(None, sys.stdin.readline))
-        await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
+    request = await negotiate(pc, ANSWERING)
     await asyncio.sleep(request["seconds"])
     rms = math.sqrt(heard["sum_squares"] / heard["samples"]) if heard["samples"] else 0.0
     print(json.dumps({"frames": heard["frames"], "rms": rms, "ice": pc.iceConnectionState, "connection": pc.connectionState}), flush=True)

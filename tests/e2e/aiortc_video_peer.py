@@ -25,11 +25,11 @@ import sys
 
 import aioice.ice
 import numpy
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 
-from aiortc_peer import Tone  # this script's folder comes first on sys.path
+from aiortc_peer import Tone, negotiate  # this script's folder comes first on sys.path
 
 # aioice skips loopback addresses; loopback is all there is here (PEERS.md).
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -89,17 +89,7 @@ async def main(codec: str, answering: bool) -> None:
 
         asyncio.ensure_future(drain())
 
-    read = asyncio.get_running_loop().run_in_executor
-    if answering:
-        request = json.loads(await read(None, sys.stdin.readline))
-        await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        print(json.dumps({"answer": pc.localDescription.sdp}), flush=True)
-    else:
-        await pc.setLocalDescription(await pc.createOffer())
-        print(json.dumps({"offer": pc.localDescription.sdp}), flush=True)
-        request = json.loads(await read(None, sys.stdin.readline))
-        await pc.setRemoteDescription(RTCSessionDescription(request["answer"], "answer"))
+    request = await negotiate(pc, answering)
     await asyncio.sleep(request["pli_at"])
     sources = video.receiver.getSynchronizationSources()
     pli_sent_for = sources[0].source if sources else None

@@ -66,13 +66,14 @@ def assert_released(gateway: Gateway, timeout: float = 3.0) -> None:
     assert (values["calls"], values["media_port_pairs"], values["call_timers"]) == (0, 0, 0), values
 
 
-def answered_call(ua: WsUserAgent, target: str, offer: dict[str, str], peer: LinePeer, seconds: float) -> Call:
-    """INVITE ``target`` with the peer's offer, expect 200, ACK it, and let the peer play for ``seconds``."""
+def answered_call(ua: WsUserAgent, target: str, offer: dict[str, str], peer: LinePeer, seconds: float, **extra: float) -> Call:
+    """INVITE ``target`` with the peer's offer, expect 200, ACK it, and let the peer play for ``seconds``
+    (``extra``: more of the peer's instructions)."""
     call = ua.invite(target, offer["offer"])
     answer = ua.final_response()
     assert answer.status == 200, answer
     call.ack(answer)
-    peer.send({"answer": answer.body.decode(), "seconds": seconds})
+    peer.send({"answer": answer.body.decode(), "seconds": seconds, **extra})
     call.answer = answer
     return call
 
@@ -137,6 +138,18 @@ def test_offer_without_ice_or_dtls_is_refused_with_488(gateway: Gateway) -> None
         ua.close()
 
 
+def _registered_phone(gateway: Gateway, tmp_path: Path, scenario: str, media_port: int) -> subprocess.Popen[str]:
+    """A SIPp phone registered as PHONE_USER, running ``scenario`` with its RTP echoed from ``media_port``."""
+    phone_port = free_port()
+    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
+        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
+    ])
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    return start_sipp(gateway, scenario, tmp_path, [
+        "-p", str(phone_port), "-mi", LOOPBACK, "-mp", str(media_port), "-rtp_echo", "-timeout", "40s",
+    ])
+
+
 def _finish(sipp: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, str]:
     try:
         output, _ = sipp.communicate(timeout=timeout)
@@ -153,14 +166,7 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
     """Issue 4 §2: a browser calls a SIP phone registered to telebridge (SIPp,
     PCMU, echoing its RTP); the tone goes out and comes back; the browser's
     BYE reaches the phone (its scenario only completes on a BYE)."""
-    phone_port = free_port()
-    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
-        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
-    ])
-    assert registered.returncode == 0, registered.stdout + registered.stderr
-    sipp = start_sipp(gateway, "phone_answers.xml", tmp_path, [
-        "-p", str(phone_port), "-mi", LOOPBACK, "-mp", str(free_port()), "-rtp_echo", "-timeout", "40s",
-    ])
+    sipp = _registered_phone(gateway, tmp_path, "phone_answers.xml", free_port())
     peer = start_peer()
     ua = WsUserAgent("erin", gateway.web_port)
     try:
@@ -189,24 +195,13 @@ def test_browser_video_call_to_a_sip_video_phone_with_keyframes_by_info(
     browser decodes its own pictures. The phone has no RTCP feedback: its SIP INFO
     picture_fast_update reaches the browser's encoder as a PLI, and the browser's PLI
     reaches the phone as such an INFO (its scenario checks it)."""
-    phone_port = free_port()
-    registered = run_sipp(gateway, "phone_register.xml", "udp", tmp_path, [
-        "-s", PHONE_USER, "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-key", "contact_port", str(phone_port),
-    ])
-    assert registered.returncode == 0, registered.stdout + registered.stderr
-    sipp = start_sipp(gateway, "phone_answers_video.xml", tmp_path, [
-        "-p", str(phone_port), "-mi", LOOPBACK, "-mp", str(free_media_ports(4)), "-rtp_echo", "-timeout", "40s",
-    ])
+    sipp = _registered_phone(gateway, tmp_path, "phone_answers_video.xml", free_media_ports(4))
     peer = start_peer(AIORTC_PEER.with_name("aiortc_video_peer.py"), "VP8")
     ua = WsUserAgent("erin", gateway.web_port)
     try:
         offer = yield peer.receive(timeout=30)
-        call = ua.invite(PHONE_USER, offer["offer"])
-        answer = ua.final_response()
-        assert answer.status == 200, answer
-        call.ack(answer)
-        assert b"m=video" in answer.body and b"a=group:BUNDLE 0 1" in answer.body, answer.body
-        peer.send({"answer": answer.body.decode(), "seconds": 6, "pli_at": 4})
+        call = answered_call(ua, PHONE_USER, offer, peer, 6, pli_at=4)
+        assert b"m=video" in call.answer.body and b"a=group:BUNDLE 0 1" in call.answer.body, call.answer.body
         result = yield peer.receive(timeout=30)
         assert result["connection"] == "connected", result
         assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result

@@ -17,16 +17,16 @@ from typing import Any, Generator
 
 import pytest
 import pytest_twisted
-from twisted.internet import protocol, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 
 from telebridge.calls.call_media import CallMedia
 from telebridge.media.dtls import DtlsCertificate
-from telebridge.media.relay import PortPool
+from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.media.rtcp_feedback import build_pli, keyframe_requests
 from telebridge.media.srtp import SdesCrypto, SrtpSession, new_crypto, parse_crypto
 from telebridge.sdp import parse_sdp
 from tests.e2e.harness import free_media_ports, require_program
-from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, start_peer
+from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, LinePeer, start_peer
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +64,43 @@ class Recorder(protocol.DatagramProtocol):
     def ask_keyframe(self, of_ssrc: int, port: int) -> None:
         pli = build_pli(0x5EED, of_ssrc)
         self.transport.write(self.srtp.protect_rtcp(pli) if self.srtp else pli, ("127.0.0.1", port))  # type: ignore[union-attr]
+
+
+class SipSide:
+    """The SIP side of a video call: audio and video echoes side by side, and the video's RTCP."""
+
+    def __init__(self) -> None:
+        self.audio, self.video, self.video_rtcp = Echo(), Echo(), Recorder()
+        self.audio_port = free_media_ports(4)
+        self.video_port = self.audio_port + 2
+        self._listening = [
+            reactor.listenUDP(port, echo, interface="127.0.0.1")  # type: ignore[attr-defined]
+            for port, echo in ((self.audio_port, self.audio), (self.video_port, self.video), (self.video_port + 1, self.video_rtcp))
+        ]
+
+    @staticmethod
+    def payload_types(echo: Echo) -> set[int]:
+        return {data[1] & 0x7F for _, data, _ in echo.packets}
+
+    @defer.inlineCallbacks
+    def ask_keyframe(self, bridge: MediaBridge) -> Generator[Any, Any, tuple[int, float]]:
+        """After SIP_PLI_AT s, a PLI about the video it receives, from its RTCP port (the relay
+        checks the source); (the SSRC it asked about, when it asked)."""
+        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
+        assert self.video.packets, "no video reached the SIP side"
+        gateway_ssrc = struct.unpack_from("!I", self.video.packets[-1][1], 8)[0]
+        self.video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)  # type: ignore[operator]
+        return gateway_ssrc, time.monotonic()
+
+    def stop(self) -> defer.Deferred[Any]:
+        return defer.gatherResults([port.stopListening() for port in self._listening])
+
+
+@defer.inlineCallbacks
+def _hang_up(media: CallMedia, peer: LinePeer, sip: SipSide) -> Generator[Any, Any, None]:
+    media.close("test over")
+    yield peer.stop()
+    yield sip.stop()
 
 
 def is_keyframe(codec: str, payload: bytes) -> bool:
@@ -125,53 +162,37 @@ def _sdes_sip_side(plain_offer: bytes, echoes: tuple[Echo, Echo, Recorder]) -> t
 @pytest.mark.parametrize("codec, sip_srtp", [("VP8", "never"), ("H264", "never"), ("VP8", "always")], ids=["vp8", "h264", "vp8-sdes-srtp"])
 @pytest_twisted.inlineCallbacks
 def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str, sip_srtp: str) -> Generator[Any, Any, None]:
-    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
-    video_port = free_media_ports()
-    listening = [
-        reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
-    ]
+    sip = SipSide()
     pool, ended = PortPool(42600, 42700), []
     media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append, sip_srtp=sip_srtp)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, codec)
     try:
         offer = yield peer.receive(timeout=30)
         plain_offer = media.offer_from_browser(offer["offer"].encode())
-        keys = _sdes_sip_side(plain_offer, (audio_echo, video_echo, video_rtcp)) if sip_srtp == "always" else None
-        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, codec, keys))
+        keys = _sdes_sip_side(plain_offer, (sip.audio, sip.video, sip.video_rtcp)) if sip_srtp == "always" else None
+        answer = media.answer_from_sip(_sip_answer(plain_offer, sip.audio_port, sip.video_port, codec, keys))
         media.answered()
         bridge = media.bridge
         assert bridge is not None and bridge.video_plain is not None and bridge.webrtc.video is not None
-        browser_video_pt = int(parse_sdp(answer).media[1].formats[0])
+        assert int(parse_sdp(answer).media[1].formats[0]) != SIP_VIDEO_PT
         peer.send({"answer": answer.decode(), "seconds": SECONDS, "pli_at": PLI_AT})
-
-        # The SIP side asks for a keyframe of the video it receives, from its RTCP port.
-        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
-        received = [data for _, data, _ in video_echo.packets]
-        assert received, "no video reached the SIP side"
-        gateway_ssrc = struct.unpack_from("!I", received[-1], 8)[0]
-        asked_at = time.monotonic()
-        # From the video RTP port's neighbour, as the SDP implies (the relay checks the source).
-        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)  # type: ignore[operator]
-
+        gateway_ssrc, asked_at = yield sip.ask_keyframe(bridge)
         result = yield peer.receive(timeout=40)
         assert result["connection"] == "connected", result
 
         # Browser -> SIP: the video, decrypted, with the SIP side's payload type, from the video port only.
-        video = video_echo.packets
+        video = sip.video.packets
         assert len(video) > 50, (len(video), bridge.webrtc.video.packets_in)
-        assert {data[1] & 0x7F for _, data, _ in video} == {SIP_VIDEO_PT}
+        assert sip.payload_types(sip.video) == {SIP_VIDEO_PT}
         assert {addr for _, _, addr in video} == {("127.0.0.1", bridge.video_port)}
         assert {struct.unpack_from("!I", data, 8)[0] for _, data, _ in video} == {bridge.video_plain.outgoing.rewriter.ssrc}
         # Audio went its own way: no video packet on the audio leg or in its statistics.
-        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {SIP_AUDIO_PT}
-        assert bridge.webrtc.rtcp.receive_stats.received <= len(audio_echo.packets) + 5
+        assert sip.payload_types(sip.audio) == {SIP_AUDIO_PT}
+        assert bridge.webrtc.rtcp.receive_stats.received <= len(sip.audio.packets) + 5
         assert bridge.webrtc.video.packets_in >= len(video)
         # SIP -> browser: aiortc decoded the echoed pictures (its own, at its size) and heard its tone.
         assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result
         assert result["frames"] > 100 and result["rms"] > 500, result
-        assert browser_video_pt != SIP_VIDEO_PT
 
         # SIP side's PLI -> aiortc's encoder was asked once, and a keyframe followed.
         assert result["keyframe_requests"] == 1, result
@@ -180,15 +201,12 @@ def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: N
         assert bridge.keyframes is not None and bridge.keyframes.to_browser == 1
 
         # aiortc's PLI -> the SIP side, about the stream it sends (here: the echo of ours).
-        requests = [r for data in video_rtcp.packets for r in keyframe_requests(data)]
+        requests = [r for data in sip.video_rtcp.packets for r in keyframe_requests(data)]
         assert result["pli_sent_for"] is not None
         assert [(r.kind, r.media) for r in requests] == [("pli", gateway_ssrc)], requests
         assert bridge.keyframes.to_sip == 1
     finally:
-        media.close("test over")
-        yield peer.stop()
-        for port in listening:
-            yield port.stopListening()
+        yield _hang_up(media, peer, sip)
     assert pool.in_use == 0 and ended == ["test over"]
 
 
@@ -198,41 +216,27 @@ def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: 
     all) makes a VP8 call; its echoed pictures come back and decode, and the SIP side's PLI
     reaches its encoder."""
     require_program("chromium")
-    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
-    video_port = free_media_ports()
-    listening = [
-        reactor.listenUDP(0, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
-    ]
+    sip = SipSide()
     pool, ended = PortPool(42800, 42900), []
     media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
     peer = start_peer(CHROMIUM_PEER, "video")
     try:
         offer = yield peer.receive(timeout=60)
         plain_offer = media.offer_from_browser(offer["offer"].encode())
-        answer = media.answer_from_sip(_sip_answer(plain_offer, listening[0].getHost().port, video_port, "VP8"))
+        answer = media.answer_from_sip(_sip_answer(plain_offer, sip.audio_port, sip.video_port, "VP8"))
         media.answered()
-        bridge = media.bridge
-        assert bridge is not None and bridge.video_port is not None
+        assert media.bridge is not None and media.bridge.video_port is not None
         peer.send({"answer": answer.decode(), "seconds": 5})
-        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
-        assert video_echo.packets, "no video reached the SIP side"
-        gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
-        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)
+        yield sip.ask_keyframe(media.bridge)
         result = yield peer.receive(timeout=60)
         assert result["connection"] == "connected", result
-        assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}
-        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {SIP_AUDIO_PT}
+        assert sip.payload_types(sip.video) == {SIP_VIDEO_PT} and sip.payload_types(sip.audio) == {SIP_AUDIO_PT}
         video_in, video_out = result["video_in"], result["video_out"]
         assert video_in is not None and video_in["framesDecoded"] > 30 and video_in["frameWidth"] == 320, result
         assert video_out is not None and video_out["pliCount"] >= 1, video_out
         assert result["inbound"]["audioLevel"] > 0, result
     finally:
-        media.close("test over")
-        yield peer.stop()
-        for port in listening:
-            yield port.stopListening()
+        yield _hang_up(media, peer, sip)
     assert pool.in_use == 0 and ended == ["test over"]
 
 
@@ -250,19 +254,12 @@ def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopbac
     """A call the SIP side starts: its offer's VP8 (not its H.263) is offered to aiortc, which
     answers; the pictures aiortc sends reach the SIP side at its own payload type and come
     back decoded, and the SIP side's PLI reaches aiortc's encoder."""
-    audio_echo, video_echo, video_rtcp = Echo(), Echo(), Recorder()
-    audio_port = free_media_ports(4)
-    video_port = audio_port + 2
-    listening = [
-        reactor.listenUDP(audio_port, audio_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port, video_echo, interface="127.0.0.1"),  # type: ignore[attr-defined]
-        reactor.listenUDP(video_port + 1, video_rtcp, interface="127.0.0.1"),  # type: ignore[attr-defined]
-    ]
+    sip = SipSide()
     pool, ended = PortPool(45000, 45100), []
     media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, "VP8", "answer")
     try:
-        browser_offer = media.offer_from_sip(_sip_offer(audio_port, video_port))
+        browser_offer = media.offer_from_sip(_sip_offer(sip.audio_port, sip.video_port))
         assert parse_sdp(browser_offer).media[1].formats == [str(SIP_VIDEO_PT)]
         peer.send({"offer": browser_offer.decode(), "seconds": SECONDS, "pli_at": PLI_AT})
         answer = yield peer.receive(timeout=30)
@@ -271,20 +268,13 @@ def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopbac
         bridge = media.bridge
         assert bridge is not None and bridge.video_port is not None
         assert plain_answer.media[1].port == bridge.video_port and plain_answer.media[1].formats == [str(SIP_VIDEO_PT)]
-        yield task.deferLater(reactor, SIP_PLI_AT, lambda: None)
-        assert video_echo.packets, "no video reached the SIP side"
-        gateway_ssrc = struct.unpack_from("!I", video_echo.packets[-1][1], 8)[0]
-        video_rtcp.ask_keyframe(gateway_ssrc, bridge.video_port + 1)
+        yield sip.ask_keyframe(bridge)
         result = yield peer.receive(timeout=40)
         assert result["connection"] == "connected", result
-        assert {data[1] & 0x7F for _, data, _ in video_echo.packets} == {SIP_VIDEO_PT}
-        assert {data[1] & 0x7F for _, data, _ in audio_echo.packets} == {0}
+        assert sip.payload_types(sip.video) == {SIP_VIDEO_PT} and sip.payload_types(sip.audio) == {0}
         assert result["video_frames"] > 30 and result["video_size"] == [320, 240], result
         assert result["frames"] > 100 and result["rms"] > 500, result
         assert result["keyframe_requests"] == 1, result
     finally:
-        media.close("test over")
-        yield peer.stop()
-        for port in listening:
-            yield port.stopListening()
+        yield _hang_up(media, peer, sip)
     assert pool.in_use == 0 and ended == ["test over"]
