@@ -18,7 +18,7 @@ from typing import Any, Generator, Iterator
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from telebridge.sip.message import Request
 from tests.e2e.harness import LOOPBACK, PHONE_PASSWORD, PHONE_USER, Gateway, free_media_ports, free_port, run_sipp, start_sipp
@@ -150,6 +150,20 @@ def _registered_phone(gateway: Gateway, tmp_path: Path, scenario: str, media_por
     ])
 
 
+def _phone_done(sipp: subprocess.Popen[str]) -> None:
+    """The phone's scenario ran to its end."""
+    code, output = _finish(sipp)
+    assert code == 0, output
+
+
+def _tidy(ua: WsUserAgent, sipp: subprocess.Popen[str], peer: LinePeer) -> defer.Deferred[None]:
+    """Whatever a test left running is stopped (a failed test leaves all of it)."""
+    ua.close()
+    if sipp.poll() is None:
+        sipp.kill()
+    return peer.stop()
+
+
 def _finish(sipp: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, str]:
     try:
         output, _ = sipp.communicate(timeout=timeout)
@@ -176,14 +190,10 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
         assert result["connection"] == "connected", result
         assert result["frames"] > 80 and result["rms"] > 300, result
         assert call.bye().status == 200
-        code, output = _finish(sipp)
-        assert code == 0, output
+        _phone_done(sipp)
         assert_released(gateway)
     finally:
-        ua.close()
-        if sipp.poll() is None:
-            sipp.kill()
-        yield peer.stop()
+        yield _tidy(ua, sipp, peer)
 
 
 @pytest_twisted.inlineCallbacks
@@ -208,15 +218,11 @@ def test_browser_video_call_to_a_sip_video_phone_with_keyframes_by_info(
         assert result["frames"] > 80 and result["rms"] > 300, result
         assert result["keyframe_requests"] == 1, result
         assert call.bye().status == 200
-        code, output = _finish(sipp)
-        assert code == 0, output
+        _phone_done(sipp)
         assert metrics(gateway)["keyframe_requests_total"] >= 1
         assert_released(gateway)
     finally:
-        ua.close()
-        if sipp.poll() is None:
-            sipp.kill()
-        yield peer.stop()
+        yield _tidy(ua, sipp, peer)
 
 
 @pytest.mark.parametrize("scenario", ["phone_calls.xml", "phone_calls_delayed_offer.xml"], ids=["offer", "delayed-offer"])
@@ -253,14 +259,10 @@ def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
         bye = ua.receive()
         assert isinstance(bye, Request) and bye.method == "BYE", bye
         ua.send(answer_request(bye, 200, "browsertag"))
-        code, output = _finish(sipp)
-        assert code == 0, output
+        _phone_done(sipp)
         assert_released(gateway)
     finally:
-        ua.close()
-        if sipp.poll() is None:
-            sipp.kill()
-        yield peer.stop()
+        yield _tidy(ua, sipp, peer)
 
 
 @pytest_twisted.inlineCallbacks
