@@ -547,6 +547,20 @@ class Call:
         self.media.close(reason)
         self.manager.forget(self)
         log.info("call {id} ended: {reason}", id=self.id, reason=reason)
+        self._report_quality()
+
+    def _report_quality(self) -> None:
+        """One log line and the /metrics counters for the media of a call that had any."""
+        streams = [s for s in self.media.quality() if s.packets_in or s.packets_out]
+        if not streams:
+            return
+        log.info("call {id} quality: {streams}", id=self.id, streams="; ".join(str(s) for s in streams))
+        counters = self.manager.counters
+        for s in streams:
+            counters.inc("media_packets_received_total", s.packets_in, leg=s.leg, kind=s.kind)
+            counters.inc("media_packets_lost_total", max(s.lost, 0), leg=s.leg, kind=s.kind)
+            if s.poor:
+                counters.inc("media_streams_poor_total", leg=s.leg, kind=s.kind)
 
     def _arm(self, name: str, delay: float, action: Callable[[], None]) -> None:
         self._cancel_timer(name)
@@ -592,6 +606,9 @@ class CallManager:
         self.calls: set[Call] = set()
         self._by_key: dict[tuple[str, str], Call] = {}
         self._by_invite: dict[ServerRequest, Call] = {}
+        counters.describe("media_packets_received_total", "RTP packets received in ended calls, by leg and kind")
+        counters.describe("media_packets_lost_total", "RTP packets lost in ended calls (RFC 3550 A.3), by leg and kind")
+        counters.describe("media_streams_poor_total", "streams of ended calls with over 3 % loss or 40 ms jitter")
 
     def __len__(self) -> int:
         return len(self.calls)

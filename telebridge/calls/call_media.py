@@ -44,6 +44,7 @@ from telebridge.media.dtmf_events import EventReader
 from telebridge.media.ice import IceLiteAgent, new_credentials
 from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg, use_clock_rate
+from telebridge.media.quality import StreamQuality, call_quality
 from telebridge.media.recording import CallRecording
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
@@ -723,6 +724,11 @@ class CallMedia:
         browser_name = "opus" if self.bridge.transcoders else sip_name
         recording.codecs(*((browser_name, sip_name) if caller_is_browser else (sip_name, browser_name)))
         self.bridge.record(RecordingTap(recording, browser_codecs, sip_codecs, caller_is_browser))
+
+    def quality(self) -> list[StreamQuality]:
+        """Each relayed stream as each leg saw it (nothing before the call had media)."""
+        bridge = self.bridge
+        return call_quality(bridge.webrtc, bridge.plain, bridge.video_plain) if bridge is not None else []
 
     def close(self, reason: str) -> None:
         """Release the ports and finish the recording; idempotent."""

@@ -189,9 +189,14 @@ def test_browser_calls_a_sip_phone_audio_both_ways_and_bye_reaches_it(
         result = yield peer.receive(timeout=30)
         assert result["connection"] == "connected", result
         assert result["frames"] > 80 and result["rms"] > 300, result
+        received_before = metrics(gateway).get("media_packets_received_total", 0.0)
         assert call.bye().status == 200
         _phone_done(sipp)
         assert_released(gateway)
+        # The call's quality: in the log, and its packets counted for /metrics (3 s, both legs, 50 packets/s).
+        assert metrics(gateway)["media_packets_received_total"] - received_before > 200
+        quality = [line for line in gateway.log_text().splitlines() if f"call {call.call_id}" in line and "quality" in line]
+        assert quality and "browser audio: in" in quality[0] and "sip audio: in" in quality[0], quality
     finally:
         yield _tidy(ua, sipp, peer)
 
