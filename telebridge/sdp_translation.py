@@ -34,7 +34,7 @@ Rules of operation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from telebridge.media.srtp import SdesCrypto
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription
@@ -279,6 +279,7 @@ def webrtc_offer_from_plain(
     """The browser's offer for a call the SIP side started (we are actpass, ICE-lite, BUNDLE)."""
     out = _session(transport.address, session_id, 1, webrtc=True)
     mids = []
+    taken: set[int] = set()
     for index, media in enumerate(plain_offer.media):
         codecs = [c for c in media.codecs() if media.kind == "audio" or relayable_video(c)] if media.port else []
         if not codecs or media.kind not in ("audio", "video"):
@@ -293,7 +294,9 @@ def webrtc_offer_from_plain(
             extended = Media(media.kind, media.port, media.proto, list(media.formats), lines=list(media.lines))
             with_opus(extended)
             codecs = extended.codecs()
-            m.formats = [str(c.payload_type) for c in codecs]
+        codecs = _unique_in_bundle(codecs, taken)
+        taken |= {c.payload_type for c in codecs}
+        m.formats = [str(c.payload_type) for c in codecs]
         for codec in codecs:
             channels = f"/{codec.channels}" if codec.channels != 1 else ""
             m.lines.append(("a", f"rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}{channels}"))
@@ -306,6 +309,23 @@ def webrtc_offer_from_plain(
         out.media.append(m)
     if mids:
         out.lines.append(("a", "group:BUNDLE " + " ".join(mids)))
+    return out
+
+
+def _unique_in_bundle(codecs: list[Codec], taken: set[int]) -> list[Codec]:
+    """``codecs`` with each payload type an earlier m-line of the BUNDLE uses moved to a
+    free dynamic one: plain SIP m-lines may share numbers (Linphone's audio and video
+    both start at 96), a BUNDLE's may not (RFC 9143 §7.5.1)."""
+    own = {c.payload_type for c in codecs}
+    out = []
+    for codec in codecs:
+        if codec.payload_type in taken:
+            free = next((pt for pt in range(96, 128) if pt not in taken and pt not in own), None)
+            if free is None:
+                continue  # no number left for it: the codec is not offered
+            own.add(free)
+            codec = replace(codec, payload_type=free)
+        out.append(codec)
     return out
 
 

@@ -114,6 +114,19 @@ def _payload_types(media: Media) -> set[int]:
     return {int(f) for f in media.formats if f.isdigit()}
 
 
+def _renumbering(sip: Media, browser: Media) -> dict[int, int]:
+    """SIP payload type -> our browser offer's, where it had to move (the same codecs, in order)."""
+    relayed = [c for c in sip.codecs() if sip.kind == "audio" or relayable_video(c)]
+    return {s.payload_type: b.payload_type for s, b in zip(relayed, browser.codecs()) if s.payload_type != b.payload_type}
+
+
+def _video_payload_types(session: SessionDescription, audio: int, video: int) -> set[int]:
+    """The payload types that mean video on the bundled transport: the video m-line's,
+    less any the audio m-line also claims (a BUNDLE must not share them, RFC 9143 §7.5.1;
+    audio wins where a client does)."""
+    return _payload_types(session.media[video]) - _payload_types(session.media[audio])
+
+
 def _address(session: SessionDescription, media: Media) -> tuple[str, int]:
     host = media.connection
     if host is None:
@@ -214,6 +227,8 @@ class CallMedia:
         self._audio = 0
         #: The relayed video m-line's index, while video is relayed.
         self._video: int | None = None
+        #: Per m-line, SIP payload type -> the one our browser offer gave it instead (BUNDLE uniqueness).
+        self._renumbered: dict[int, dict[int, int]] = {}
         self._transport: WebrtcTransport | None = None
         self._answered = False
         self._delayed = False
@@ -256,7 +271,7 @@ class CallMedia:
             self._audio_keys = SdesKeys(new_crypto(1))
         self._video = _relayable_video(offer, self._audio, webrtc=True)
         if self._video is not None:
-            self._add_video(_payload_types(offer.media[self._video]), None)
+            self._add_video(_video_payload_types(offer, self._audio, self._video), None)
             if self._audio_keys is not None:
                 self._video_keys = SdesKeys(new_crypto(1))
         plain_offer = plain_offer_from_webrtc(
@@ -469,9 +484,10 @@ class CallMedia:
         relayed = {self._audio, video}
         kept = SessionDescription(list(offer.lines), [m if i in relayed else Media(m.kind, 0, m.proto, m.formats) for i, m in enumerate(offer.media)])
         browser_offer = webrtc_offer_from_plain(kept, self._transport, self.session_id, transcoding=self.transcoding)
+        self._renumbered = {i: _renumbering(kept.media[i], browser_offer.media[i]) for i in relayed if i is not None}
         if video is not None:
             self._video = video
-            self._add_video(_payload_types(browser_offer.media[video]), video_remote)
+            self._add_video(_video_payload_types(browser_offer, self._audio, video), video_remote)
         self._plain_offer = kept
         return str(browser_offer).encode()
 
@@ -495,7 +511,8 @@ class CallMedia:
             # An active browser may have finished its handshake before its
             # answer reached us: keep it, and check the certificate now.
             webrtc.dtls.set_remote_fingerprint(remote_fingerprint)
-        plain_view = self._sip_view_of_answer(answer, media)
+        plain_view = self._in_sip_numbers(self._sip_view_of_answer(answer, media))
+        self._map_renumbered()
         plain = plain_answer_from_webrtc(
             self._plain_offer, plain_view, self._plain_ports(answer), self.address, self.session_id,
             crypto=self._crypto_per_stream(self._plain_offer),
@@ -503,6 +520,36 @@ class CallMedia:
         self._plain_answer = str(plain).encode()
         self._plain_sent = plain
         return self._plain_answer
+
+    def _renumbered_streams(self) -> list[tuple[int, dict[int, int]]]:
+        """The m-lines whose numbers we moved and the relay still sees as the browser numbers
+        them (not a transcoded audio stream: its transcoders speak each side's own)."""
+        assert self.bridge is not None
+        return [
+            (index, mapping) for index, mapping in self._renumbered.items()
+            if mapping and not (index == self._audio and self.bridge.transcoders is not None)
+        ]
+
+    def _in_sip_numbers(self, answer: SessionDescription) -> SessionDescription:
+        """The browser's answer with the payload types we renumbered given back their SIP numbers."""
+        media = list(answer.media)
+        for index, mapping in self._renumbered_streams():
+            back = {str(b): str(s) for s, b in mapping.items()}
+            m = media[index]
+            media[index] = Media(m.kind, m.port, m.proto, [back.get(f, f) for f in m.formats], m.port_count, list(m.lines))
+        return SessionDescription(list(answer.lines), media)
+
+    def _map_renumbered(self) -> None:
+        """The relay renumbers what crosses it, as our browser offer did."""
+        assert self.bridge is not None
+        streams = {self._audio: (self.bridge.webrtc.outgoing, self.bridge.plain.outgoing)}
+        if self._video is not None and self.bridge.webrtc.video is not None and self.bridge.video_plain is not None:
+            streams[self._video] = (self.bridge.webrtc.video.outgoing, self.bridge.video_plain.outgoing)
+        for index, mapping in self._renumbered_streams():
+            if index in streams:
+                to_browser, to_sip = streams[index]
+                to_browser.payload_types = dict(mapping)
+                to_sip.payload_types = {b: s for s, b in mapping.items()}
 
     def _sip_view_of_answer(self, answer: SessionDescription, media: Media) -> SessionDescription:
         """The browser's answer as the SIP side is to see it; starts transcoding when the

@@ -151,3 +151,38 @@ def test_re_offers_keep_the_video_stream(media: CallMedia) -> None:
     # The browser re-offers (an ICE restart, say): video stays in its answer, in the BUNDLE.
     again = parse_sdp(media.reoffer_from_browser(CHROME_OFFER))
     assert again.media[1].port == again.media[0].port != 0
+
+
+def test_a_payload_type_both_m_lines_claim_stays_audio(media: CallMedia) -> None:
+    """A client that breaks RFC 9143 by numbering a video codec like its Opus: its voice is not lost to video."""
+    sloppy = CHROME_OFFER.replace(b"m=video 49246 UDP/TLS/RTP/SAVPF 96 97", b"m=video 49246 UDP/TLS/RTP/SAVPF 96 111 97")
+    media.offer_from_browser(sloppy)
+    assert media.bridge is not None and media.bridge.webrtc.video is not None
+    assert 111 not in media.bridge.webrtc.video.payload_types and 96 in media.bridge.webrtc.video.payload_types
+
+
+LINPHONE_STYLE_OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 30000 RTP/AVP 96 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n"
+    "m=video 30002 RTP/AVP 96 97\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1\r\n"
+).encode()
+
+
+def test_payload_types_shared_by_plain_m_lines_are_made_unique_in_the_bundle(media: CallMedia) -> None:
+    """Linphone numbers its Opus and its VP8 both 96; in one BUNDLE the browser could not tell them apart."""
+    offer = parse_sdp(media.offer_from_sip(LINPHONE_STYLE_OFFER))
+    audio, video = offer.media
+    assert not set(audio.formats) & set(video.formats)
+    vp8 = next(c.payload_type for c in video.codecs() if c.name == "VP8")
+    assert vp8 != 96 and {c.name for c in video.codecs()} == {"VP8", "H264"}
+    assert f"rtcp-fb:{vp8} nack pli" in [value for kind, value in video.lines]
+    # The browser answers VP8 at our number; the SIP side is answered at its own, and the relay maps both ways.
+    answer = browser_answer(offer, video_port=9).replace(b"UDP/TLS/RTP/SAVPF 126", f"UDP/TLS/RTP/SAVPF {vp8}".encode())
+    answer = answer.replace(b"a=rtpmap:126 H264/90000", f"a=rtpmap:{vp8} VP8/90000".encode())
+    answer = answer.replace(b"m=audio 9 UDP/TLS/RTP/SAVPF 0", b"m=audio 9 UDP/TLS/RTP/SAVPF 96").replace(b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:96 opus/48000/2")
+    plain = parse_sdp(media.answer_from_browser(answer))
+    assert plain.media[1].formats == ["96"] and plain.media[0].formats == ["96"]
+    assert media.bridge is not None and media.bridge.webrtc.video is not None and media.bridge.video_plain is not None
+    assert media.bridge.webrtc.video.outgoing.payload_types == {96: vp8}
+    assert media.bridge.video_plain.outgoing.payload_types == {vp8: 96}
+    assert media.bridge.webrtc.outgoing.payload_types == {} and vp8 in media.bridge.webrtc.video.payload_types
