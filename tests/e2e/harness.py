@@ -107,8 +107,8 @@ class Gateway:
     def log_path(self) -> Path:
         return self.workdir / "telebridge.log"
 
-    def write_config(self, extra: str = "") -> None:
-        """A configuration with every listener on a free loopback port."""
+    def write_config(self, extra: str = "", sip: str = "") -> None:
+        """A configuration with every listener on a free loopback port (``sip``: more lines of [sip])."""
         self.config_path.write_text(
             f"""
 state_dir = "{self.workdir / 'state'}"
@@ -116,6 +116,7 @@ state_dir = "{self.workdir / 'state'}"
 [sip]
 listen = ["udp:{LOOPBACK}:{self.sip_port}", "tcp:{LOOPBACK}:{self.sip_port}", "tls:{LOOPBACK}:{self.tls_port}"]
 domain = ["{LOOPBACK}", "localhost"]
+{sip}
 
 [web]
 listen = "{LOOPBACK}:{self.web_port}"
@@ -131,9 +132,9 @@ password = "{PHONE_PASSWORD}"
         )
 
     @contextlib.contextmanager
-    def running(self, extra: str = "") -> Iterator[Gateway]:
-        """Configured with ``extra`` and started; stopped afterwards, its log free of tracebacks."""
-        self.write_config(extra)
+    def running(self, extra: str = "", sip: str = "") -> Iterator[Gateway]:
+        """Configured with ``extra`` (and ``sip`` in [sip]) and started; stopped afterwards, its log free of tracebacks."""
+        self.write_config(extra, sip)
         self.start()
         try:
             yield self

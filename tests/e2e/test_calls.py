@@ -271,6 +271,41 @@ def test_sip_phone_calls_a_browser_audio_both_ways_and_its_bye_ends_the_call(
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_sip_caller_that_never_acks_the_200_gets_a_bye_and_the_call_is_released(
+    loopback_only: None, tmp_path: Path
+) -> Generator[Any, Any, None]:
+    """RFC 3261 §13.3.1.4: our 200 to a SIP caller is retransmitted for 64*T1; with no ACK
+    the call ends: BYE to the caller (its scenario needs it), BYE to the browser, nothing
+    left behind. T1 = 50 ms, so the wait is 3.2 s."""
+    (tmp_path / "gateway").mkdir()
+    with Gateway(tmp_path / "gateway").running("[media]\nport_min = 43400\nport_max = 43499\n", sip="t1 = 0.05") as gateway:
+        ua = WsUserAgent("frank", gateway.web_port)
+        assert ua.register().status == 200
+        peer = start_peer(AIORTC_PEER, "answer")
+        sipp = start_sipp(gateway, "phone_calls_no_ack.xml", tmp_path, [
+            "-s", "frank", "-au", PHONE_USER, "-ap", PHONE_PASSWORD, "-mi", LOOPBACK, "-mp", str(free_port()), "-timeout", "30s",
+        ])
+        try:
+            invite = ua.receive()
+            assert isinstance(invite, Request) and invite.method == "INVITE", invite
+            peer.send({"offer": invite.body.decode(), "seconds": 1})
+            answer = yield peer.receive(timeout=30)
+            answered_at = time.monotonic()
+            ua.send(answer_request(invite, 200, "browsertag", answer["answer"]))
+            ack = ua.receive()
+            assert isinstance(ack, Request) and ack.method == "ACK", ack
+            bye = ua.receive()
+            assert isinstance(bye, Request) and bye.method == "BYE", bye
+            assert time.monotonic() - answered_at >= 3.0  # it waited out 64*T1 first
+            ua.send(answer_request(bye, 200, "browsertag"))
+            _phone_done(sipp)
+            assert_released(gateway)
+            assert "no ACK for our 200" in gateway.log_text()
+        finally:
+            yield _tidy(ua, sipp, peer)
+
+
+@pytest_twisted.inlineCallbacks
 def test_dropped_websocket_parks_the_call_and_the_same_instance_takes_it_back(
     gateway: Gateway, loopback_only: None
 ) -> Generator[Any, Any, None]:
