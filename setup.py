@@ -45,6 +45,8 @@ setup(
             "av>=12",
             "opuslib>=3.0",
             "matplotlib>=3.7",
+            # bench/relay.py's profile of where the gateway's time goes (a sampling profiler).
+            "py-spy>=0.3",
         ],
     },
     entry_points={"console_scripts": ["telebridge = telebridge.cli:main"]},
