@@ -2,8 +2,9 @@
 
 It sits on the SIP side of the relay like any PBX would, so an echo call
 exercises the whole media path (ICE, DTLS-SRTP, SRTP, rewriting, the
-plain leg's strict source) and a newcomer hears themselves through it.
-One socket serves every echo call: each call's plain leg has its own port,
+plain leg's strict source) and a newcomer hears themselves through it, and
+sees themselves when the call has video (VP8 or H.264, as relayed). One
+socket serves every echo call and stream: each plain leg has its own port,
 and the echo goes back to whichever port sent it.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from twisted.internet import protocol
 
-from telebridge.sdp import Media, SessionDescription, parse_sdp
+from telebridge.sdp import Codec, Media, SessionDescription, parse_sdp
+from telebridge.sdp_translation import relayable_video
 
 # Nothing larger than one RTP packet on an Ethernet path is echoed, so the
 # socket cannot be used to reflect big datagrams.
@@ -32,7 +34,8 @@ class EchoResponder(protocol.DatagramProtocol):
 
 
 def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:
-    """Our answer to a plain offer: the first codec of each stream (and telephone-event), on the echo socket."""
+    """Our answer to a plain offer: the first codec of each stream (and telephone-event), on the echo socket;
+    the first VP8 or H.264 of a video stream."""
     offer = parse_sdp(plain_offer)
     ip = "IP6" if ":" in host else "IP4"
     answer = SessionDescription(
@@ -40,16 +43,16 @@ def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:
     )
     for media in offer.media:
         codecs = media.codecs()
+        video = [c for c in codecs if relayable_video(c)] if media.kind == "video" else []
+        if video and media.port:
+            answer.media.append(_echoed(media, port, video[0]))
+            continue
         voice = [c for c in codecs if c.name.lower() != "telephone-event"]
         if media.kind != "audio" or not media.port or not voice:
             answer.media.append(Media(media.kind, 0, media.proto, list(media.formats)))
             continue
         first = voice[0]
-        channels = f"/{first.channels}" if first.channels != 1 else ""
-        echoed = Media("audio", port, media.proto, [str(first.payload_type)])
-        echoed.lines.append(("a", f"rtpmap:{first.payload_type} {first.name}/{first.clock_rate}{channels}"))
-        if first.fmtp:
-            echoed.lines.append(("a", f"fmtp:{first.payload_type} {first.fmtp}"))
+        echoed = _echoed(media, port, first)
         # RFC 4733 events at the voice codec's rate come back too, so the
         # keypad can be tried on an echo call.
         events = [c for c in codecs if c.name.lower() == "telephone-event" and c.clock_rate == first.clock_rate]
@@ -58,6 +61,16 @@ def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:
             echoed.lines.append(("a", f"rtpmap:{event.payload_type} telephone-event/{event.clock_rate}"))
             if event.fmtp:
                 echoed.lines.append(("a", f"fmtp:{event.payload_type} {event.fmtp}"))
-        echoed.lines.append(("a", "sendrecv"))
         answer.media.append(echoed)
     return str(answer).encode()
+
+
+def _echoed(media: Media, port: int, codec: Codec) -> Media:
+    """``media`` answered with ``codec`` on the echo socket."""
+    channels = f"/{codec.channels}" if codec.channels != 1 else ""
+    echoed = Media(media.kind, port, media.proto, [str(codec.payload_type)])
+    echoed.lines.append(("a", f"rtpmap:{codec.payload_type} {codec.name}/{codec.clock_rate}{channels}"))
+    if codec.fmtp:
+        echoed.lines.append(("a", f"fmtp:{codec.payload_type} {codec.fmtp}"))
+    echoed.lines.append(("a", "sendrecv"))
+    return echoed

@@ -78,20 +78,24 @@ def answered_call(ua: WsUserAgent, target: str, offer: dict[str, str], peer: Lin
     return call
 
 
+@pytest.mark.parametrize("video", [False, True], ids=["audio", "video"])
 @pytest_twisted.inlineCallbacks
-def test_browser_calls_echo_and_hears_its_own_audio(gateway: Gateway, loopback_only: None) -> Generator[Any, Any, None]:
-    """Issue 4 §2: echo answers and loops the caller's audio back through the relay."""
-    peer = start_peer()
+def test_browser_calls_echo_and_gets_its_own_media_back(gateway: Gateway, loopback_only: None, video: bool) -> Generator[Any, Any, None]:
+    """Issue 4 §2: echo answers and loops the caller's audio back through the relay; with a
+    camera (aiortc, VP8) the caller sees its own pictures too."""
+    peer = start_peer(AIORTC_PEER.with_name("aiortc_video_peer.py"), "VP8") if video else start_peer()
     ua = WsUserAgent("alice", gateway.web_port)
     try:
         assert ua.register().status == 200
         offer = yield peer.receive()
-        call = answered_call(ua, "echo", offer, peer, 3)
+        call = answered_call(ua, "echo", offer, peer, 3, pli_at=1)
         assert b"a=ice-lite" in call.answer.body and b"a=setup:passive" in call.answer.body
         assert metrics(gateway)["calls"] == 1
         result = yield peer.receive(timeout=30)
         assert result["connection"] == "connected", result
         assert result["frames"] > 80 and result["rms"] > 500, result
+        if video:
+            assert result["video_frames"] > 20 and result["video_size"] == [320, 240], result
         assert call.bye().status == 200
         assert_released(gateway)
     finally:

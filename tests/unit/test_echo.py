@@ -15,13 +15,18 @@ OFFER = (
 
 
 def test_echo_answers_the_first_voice_codec_and_its_telephone_event_on_its_socket() -> None:
-    """DTMF at the voice codec's rate is echoed too (the keypad works on echo calls); video is refused."""
+    """DTMF at the voice codec's rate is echoed too (the keypad works on echo calls), and video (VP8, H.264)."""
     answer = parse_sdp(echo_answer(OFFER.encode(), "127.0.0.1", 5004))
     audio, video = answer.media
     assert (audio.port, audio.formats) == (5004, ["111", "126"])
     assert [c.name for c in audio.codecs()] == ["opus", "telephone-event"]
     assert ("a", "fmtp:126 0-15") in audio.lines
-    assert video.port == 0
+    assert (video.port, video.formats) == (5004, ["96"]) and video.direction == "sendrecv"
+
+
+def test_echo_refuses_video_it_does_not_relay() -> None:
+    offer = OFFER.replace("a=rtpmap:96 VP8/90000", "a=rtpmap:96 AV1/90000")
+    assert parse_sdp(echo_answer(offer.encode(), "127.0.0.1", 5004)).media[1].port == 0
 
 
 def test_echo_refuses_a_stream_with_only_events() -> None:
