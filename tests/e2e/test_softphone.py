@@ -388,6 +388,43 @@ def test_echo_call_hears_its_own_tone_through_hold_and_mute(gateway: Gateway, br
         page.close()
 
 
+VIDEO_IN = """async () => {
+  const report = await window.softphone.pc.getStats();
+  let video = null;
+  report.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") video = s; });
+  const element = document.getElementById("remote-video");
+  return {framesDecoded: video ? video.framesDecoded : 0, width: element.videoWidth, shown: !element.hidden};
+}"""
+
+
+def test_camera_on_an_echo_call_shows_your_own_video_and_hold_holds_it_too(gateway: Gateway, browser: SoftphoneBrowser) -> None:
+    """With "Camera" ticked the page offers audio and video in one BUNDLE; echo sends both back:
+    the page shows its own (fake) camera and still hears its tone; hold makes both m-lines sendonly."""
+    page = browser.open("kate-camera", _url(gateway, "user=kate&dev=1"))
+    try:
+        page.wait_state(registration="registered")
+        page.evaluate("window.softphone.setCamera(true)")
+        page.call("echo")
+        page.wait_state(call="connected", timeout=20)
+        invite = _sent(page, "INVITE ")[0]
+        assert "m=video" in invite and "a=group:BUNDLE 0 1" in invite
+        page.wait_for("document.getElementById('remote-video').videoWidth > 0", timeout=10)
+        heard = page.frequency(1.5)
+        assert abs(heard["hz"] - 440) < 10 and heard["level"] > -60, heard
+        seen = page.evaluate(VIDEO_IN)
+        assert seen["framesDecoded"] > 10 and seen["width"] > 0 and seen["shown"], seen
+        page.hold()
+        reinvite = _sent(page, "INVITE ")[-1]
+        assert reinvite.count("a=sendonly") == 2, reinvite
+        page.resume()
+        page.hangup()
+        page.wait_state(call="ended")
+        assert page.evaluate("document.getElementById('remote-video').hidden") is True
+        _no_uncaught_errors(page)
+    finally:
+        page.close()
+
+
 def test_call_survives_a_dropped_socket(gateway: Gateway, browser: SoftphoneBrowser) -> None:
     """A drop mid-call: the page re-registers as the same instance, the gateway hands it the parked call, media goes on, BYE still works."""
     page = browser.open("judy-park", _url(gateway, "user=judy&dev=1"))

@@ -83,6 +83,10 @@ window.softphone = {
   mute: async (muted = true) => phone.activeCall().mute(Boolean(muted)),
   sendDtmf: async (digits) => phone.activeCall().sendDtmf(String(digits)),
   dropSocket: async () => phone.dropSocket(),
+  setCamera: async (on = true) => {
+    phone.camera = Boolean(on);
+    view.render();
+  },
 };
 
 // pagehide, not beforeunload: it also fires when a mobile browser discards

@@ -1,5 +1,6 @@
-// A call's media in the browser: one RTCPeerConnection with one audio
-// transceiver, and the offers and answers it makes.
+// A call's media in the browser: one RTCPeerConnection with an audio
+// transceiver (and a video one when the camera is on), and the offers and
+// answers it makes.
 //
 // Rules of operation:
 // * No trickle ICE: gateways and PBXs read candidates from the SDP (RFC
@@ -15,6 +16,10 @@
 //   §2.5), so the call could never connect and would sit silent. It happens
 //   when relay-only media meets a TURN server that refuses our credentials
 //   or cannot be reached (the icecandidateerror codes tell which).
+// * Every remote track joins one remote stream: the gateway's SDP carries no
+//   msid, so the browser gives each track a stream of its own, and the page
+//   plays the audio and shows the video of the same call.
+// * Hold and resume change the direction of every transceiver.
 
 // ICE gathering ended with no candidate; `turnErrors` are the STUN error
 // codes the TURN servers answered with (401: credentials refused).
@@ -27,13 +32,14 @@ export class NoCandidates extends Error {
 }
 
 export class MediaSession {
-  constructor({ iceServers = [], relayOnly = false, gatherTimeoutMs = 5000, onRemoteStream = () => {} } = {}) {
+  constructor({ iceServers = [], relayOnly = false, video = false, gatherTimeoutMs = 5000, onRemoteStream = () => {} } = {}) {
     this.config = {
       iceServers,
       bundlePolicy: "balanced",
       rtcpMuxPolicy: "require",
       iceTransportPolicy: relayOnly ? "relay" : "all",
     };
+    this.video = video;
     this.gatherTimeoutMs = gatherTimeoutMs;
     this.onRemoteStream = onRemoteStream;
     this.pc = null;
@@ -54,17 +60,22 @@ export class MediaSession {
 
   async open() {
     if (this.pc) return;
-    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    const camera = this.video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false;
+    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: camera });
     this.pc = new RTCPeerConnection(this.config);
-    const [track] = this.localStream.getAudioTracks();
     // addTrack, not addTransceiver: only a transceiver made by addTrack is
-    // reused for the audio m-line of a remote offer (JSEP §5.10), so an
-    // answered call sends our microphone rather than nothing.
-    const sender = this.pc.addTrack(track, this.localStream);
-    this.transceiver = this.pc.getTransceivers().find((t) => t.sender === sender);
+    // reused for the m-line of its kind in a remote offer (JSEP §5.10), so an
+    // answered call sends our microphone (and camera) rather than nothing.
+    let audioSender = null;
+    for (const track of this.localStream.getTracks()) {
+      const sender = this.pc.addTrack(track, this.localStream);
+      if (track.kind === "audio") audioSender = sender;
+    }
+    this.transceiver = this.pc.getTransceivers().find((t) => t.sender === audioSender);
     this.pc.addEventListener("icecandidateerror", (event) => this.turnErrors.push(event.errorCode));
     this.pc.addEventListener("track", (event) => {
-      this.remoteStream = event.streams[0] ?? new MediaStream([event.track]);
+      if (!this.remoteStream) this.remoteStream = new MediaStream();
+      if (!this.remoteStream.getTracks().includes(event.track)) this.remoteStream.addTrack(event.track);
       this.onRemoteStream(this.remoteStream);
     });
   }
@@ -73,7 +84,7 @@ export class MediaSession {
   // ("sendonly") or takes it off ("sendrecv").
   createOffer({ direction, iceRestart = false } = {}) {
     return this.serial(async () => {
-      if (direction) this.transceiver.direction = direction;
+      if (direction) this.setDirection(direction);
       // An ICE restart gathers anew: wait for that gathering to end, not
       // for the "complete" the previous one left behind.
       const regathered = iceRestart ? this.gatheringEnds() : null;
@@ -105,8 +116,18 @@ export class MediaSession {
   rollback() {
     return this.serial(async () => {
       if (this.pc.signalingState !== "stable") await this.pc.setLocalDescription({ type: "rollback" });
-      this.transceiver.direction = this.agreedDirection;
+      this.setDirection(this.agreedDirection);
     });
+  }
+
+  setDirection(direction) {
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.currentDirection !== "stopped") transceiver.direction = direction;
+    }
+  }
+
+  get hasVideo() {
+    return Boolean(this.remoteStream && this.remoteStream.getVideoTracks().length);
   }
 
   // Whether the far side put the call on hold (RFC 3264 §8.4): its offer

@@ -41,6 +41,8 @@ export class Softphone {
     this.registration = null;
     this.current = null;
     this.remoteStream = null;
+    // Whether the next call (made or answered) sends the camera too.
+    this.camera = false;
   }
 
   get callState() {
@@ -204,6 +206,7 @@ export class Softphone {
     const media = new MediaSession({
       iceServers: this.iceServers,
       relayOnly: this.relayOnly,
+      video: this.camera,
       onRemoteStream: (stream) => {
         this.remoteStream = stream;
         this.onRemoteStream(stream);

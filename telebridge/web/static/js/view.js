@@ -41,6 +41,7 @@ export class View {
     this.phone = phone;
     this.timer = null;
     this.audio = $("remote-audio");
+    this.video = $("remote-video");
   }
 
   // Run `action`; whatever goes wrong is shown as the error.
@@ -76,14 +77,22 @@ export class View {
       this.guard(() => (phone.activeCall().held ? phone.activeCall().resume() : phone.activeCall().hold()));
     });
     $("mute").addEventListener("click", () => this.guard(() => phone.activeCall().mute(!phone.activeCall().muted)));
+    $("camera").addEventListener("change", (event) => {
+      phone.camera = event.target.checked;
+      this.render();
+    });
     $("keypad").addEventListener("click", (event) => {
       const digit = event.target.dataset && event.target.dataset.digit;
       if (digit) this.guard(() => phone.activeCall().sendDtmf(digit));
     });
   }
 
+  // One stream for the call: the audio element plays it, the (muted) video
+  // element shows it once it has a video track.
   playRemote(stream) {
     this.audio.srcObject = stream;
+    if (stream.getVideoTracks().length && this.video.srcObject !== stream) this.video.srcObject = stream;
+    this.render();
   }
 
   render() {
@@ -120,6 +129,9 @@ export class View {
     show($("hold"), connected);
     show($("mute"), connected);
     show($("keypad"), connected);
+    show(this.video, connected && Boolean(call && call.media.hasVideo));
+    $("camera").checked = phone.camera;
+    $("camera").disabled = phone.busy;
     $("hold").setAttribute("aria-pressed", String(Boolean(call && call.held)));
     $("hold").textContent = call && call.held ? "Resume" : "Hold";
     $("mute").setAttribute("aria-pressed", String(Boolean(call && call.muted)));
