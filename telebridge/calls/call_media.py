@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.interfaces import IReactorTime
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
 from telebridge.media.dtmf_events import EventReader
@@ -45,6 +45,7 @@ from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.media.srtp import SdesCrypto, SrtpError, SrtpSession, new_crypto, parse_crypto
 from telebridge.media.transcode import Transcoder
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import (
@@ -152,8 +153,9 @@ class CallMedia:
 
     def __init__(
         self,
-        reactor: IReactorUDP,
+        reactor: IReactorTime,
         pool: PortPool,
+        sockets: UdpSocketSet,
         certificate: DtlsCertificate,
         address: str,
         on_end: Callable[[str], None],
@@ -166,6 +168,7 @@ class CallMedia:
     ) -> None:
         self.reactor = reactor
         self.pool = pool
+        self.sockets = sockets
         self.certificate = certificate
         self.address = address
         self.on_end = on_end
@@ -635,7 +638,7 @@ class CallMedia:
             remote=plain_remote, outgoing=OutgoingStream.new(clock_rate),
             latch_window=self.latch_window, media_timeout=self.media_timeout,
         )
-        self.bridge = MediaBridge(self.reactor, self.pool, webrtc, plain, interface=self.address, on_end=self.on_end)
+        self.bridge = MediaBridge(self.reactor, self.pool, self.sockets, webrtc, plain, interface=self.address, on_end=self.on_end)
         self.bridge.expect_media(False)
         self._transport = WebrtcTransport(ufrag, pwd, self.certificate.fingerprint, self.address, self.bridge.webrtc_port)
 

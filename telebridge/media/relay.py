@@ -1,8 +1,9 @@
 """The media relay's Twisted side: ports, sockets, timers (a thin adapter).
 
 Each leg owns one UDP socket (two for a plain leg without rtcp-mux: RTP on
-an even port, RTCP on the next), taken from a :class:`PortPool` and given
-back when the bridge closes, whatever ended it. Datagrams go straight to
+an even port, RTCP on the next), taken from a :class:`PortPool`, opened in
+the shared :class:`UdpSocketSet` and given back when the bridge closes,
+whatever ended it. Datagrams go straight to
 the sans-I/O leg with the reactor's time, and what the leg returns is
 written out: no Deferreds, no logging, no objects per packet beyond the
 buffer. Each leg has one ``callLater`` for its earliest deadline.
@@ -10,17 +11,18 @@ buffer. Each leg has one ``callLater`` for its earliest deadline.
 
 from __future__ import annotations
 
+import socket
 from typing import Callable, Union
 
-from twisted.internet import protocol
 from twisted.internet.base import DelayedCall
-from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IReactorTime
 
 from telebridge.media.dtmf_events import EventReader
 from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.transcode import Transcoder, rtp_payload
+from telebridge.media.udp_sockets import UdpSocketSet
 
 Leg = Union[WebrtcLeg, PlainLeg]
 
@@ -56,17 +58,18 @@ class PortPool:
         return len(self._used)
 
 
-class LegSocket(protocol.DatagramProtocol):
+class LegSocket:
     """One UDP socket feeding one leg."""
 
     def __init__(self, leg: Leg, reactor: IReactorTime, rtcp: bool = False) -> None:
         self.leg = leg
         self.reactor = reactor
         self.rtcp = rtcp
+        self.socket: socket.socket | None = None
         # Called after STUN/DTLS (not media): their deadlines may have moved.
         self.after_control: Callable[[], None] = lambda: None
 
-    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         now = self.reactor.seconds()
         if isinstance(self.leg, PlainLeg):
             self.write(self.leg.datagram_received(data, addr, now, rtcp_port=self.rtcp))
@@ -76,13 +79,11 @@ class LegSocket(protocol.DatagramProtocol):
                 self.after_control()
 
     def write(self, datagrams: Datagrams) -> None:
-        transport = self.transport
-        if transport is None or not datagrams:
+        if self.socket is None or not datagrams:
             return
-        # Straight to the socket: every address here is an IP literal (a packet's
-        # source, or an SDP address checked when it was read), so Twisted's
-        # per-datagram address checks are not needed on the hot path.
-        send = transport.socket.sendto  # type: ignore[attr-defined]
+        # Every address here is an IP literal (a packet's source, or an SDP
+        # address checked when it was read), so no per-datagram checks.
+        send = self.socket.sendto
         for data, address in datagrams:
             try:
                 send(data, address)
@@ -95,8 +96,9 @@ class MediaBridge:
 
     def __init__(
         self,
-        reactor: IReactorUDP,
+        reactor: IReactorTime,
         pool: PortPool,
+        sockets: UdpSocketSet,
         webrtc: WebrtcLeg,
         plain: PlainLeg,
         interface: str = "127.0.0.1",
@@ -104,11 +106,12 @@ class MediaBridge:
     ) -> None:
         self.reactor = reactor
         self.pool = pool
+        self.sockets = sockets
         self.webrtc, self.plain = webrtc, plain
         self.on_end = on_end
         self.closed = False
         self._ports: list[int] = []
-        self._listening: list[object] = []
+        self._leg_sockets: list[LegSocket] = []
         self._timers: dict[int, DelayedCall] = {}
         self.transcoders: tuple[Transcoder, Transcoder] | None = None
         self.tap: RecordingTap | None = None
@@ -120,8 +123,8 @@ class MediaBridge:
         except Exception:
             self.close("could not bind media ports")
             raise
-        self._webrtc_socket = self._sockets[0]
-        self._plain_socket = self._sockets[1]
+        self._webrtc_socket = self._leg_sockets[0]
+        self._plain_socket = self._leg_sockets[1]
         webrtc.on_rtp = self._to_plain
         plain.on_rtp = self._to_webrtc
         self._webrtc_socket.after_control = lambda: self._after_control(webrtc, self._webrtc_socket)
@@ -131,15 +134,12 @@ class MediaBridge:
         self._rearm(webrtc, self._webrtc_socket)
         self._rearm(plain, self._plain_socket)
 
-    @property
-    def _sockets(self) -> list[LegSocket]:
-        return [p.protocol for p in self._listening]  # type: ignore[attr-defined]
-
     def _bind(self, interface: str, sockets: list[LegSocket]) -> int:
         port = self.pool.allocate()
         self._ports.append(port)
         for offset, sock in enumerate(sockets):
-            self._listening.append(self.reactor.listenUDP(port + offset, sock, interface=interface))
+            sock.socket = self.sockets.open(interface, port + offset, sock.datagram_received)
+            self._leg_sockets.append(sock)
         return port
 
     def _to_plain(self, packet: bytearray, now: float) -> None:
@@ -306,9 +306,11 @@ class MediaBridge:
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        for port in self._listening:
-            port.stopListening()  # type: ignore[attr-defined]
-        self._listening.clear()
+        for sock in self._leg_sockets:
+            if sock.socket is not None:
+                self.sockets.close(sock.socket)
+                sock.socket = None
+        self._leg_sockets.clear()
         for port in self._ports:
             self.pool.release(port)
         self._ports.clear()
