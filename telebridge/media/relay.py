@@ -12,7 +12,7 @@ buffer. Each leg has one ``callLater`` for its earliest deadline.
 from __future__ import annotations
 
 import socket
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
@@ -61,25 +61,13 @@ class PortPool:
 class LegSocket:
     """One UDP socket feeding one leg."""
 
-    def __init__(self, leg: Leg, reactor: IReactorTime, rtcp: bool = False) -> None:
+    def __init__(self, leg: Leg, reactor: IReactorTime) -> None:
         self.leg = leg
-        self.reactor = reactor
-        self.rtcp = rtcp
+        self.seconds = reactor.seconds
         self.socket: socket.socket | None = None
-        # Called after STUN/DTLS (not media): their deadlines may have moved.
-        self.after_control: Callable[[], None] = lambda: None
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = self.reactor.seconds()
-        if isinstance(self.leg, PlainLeg):
-            self.write(self.leg.datagram_received(data, addr, now, rtcp_port=self.rtcp))
-        else:
-            self.write(self.leg.datagram_received(data, addr, now))
-            if data and data[0] < 128:
-                self.after_control()
 
     def write(self, datagrams: Datagrams) -> None:
-        if self.socket is None or not datagrams:
+        if not datagrams or self.socket is None:
             return
         # Every address here is an IP literal (a packet's source, or an SDP
         # address checked when it was read), so no per-datagram checks.
@@ -89,6 +77,37 @@ class LegSocket:
                 send(data, address)
             except OSError:
                 pass  # ICMP-driven send errors and a full buffer: UDP loss, not our fault
+
+
+class WebrtcSocket(LegSocket):
+    """The WebRTC leg's one socket (BUNDLE, rtcp-mux)."""
+
+    def __init__(self, leg: WebrtcLeg, reactor: IReactorTime) -> None:
+        super().__init__(leg, reactor)
+        self.receive = leg.datagram_received
+        # Called after STUN/DTLS (not media): their deadlines may have moved.
+        self.after_control: Callable[[], None] = lambda: None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = self.receive(data, addr, self.seconds())
+        if out:
+            self.write(out)
+        if data and data[0] < 128:
+            self.after_control()
+
+
+class PlainSocket(LegSocket):
+    """The plain leg's RTP socket, or (``rtcp``) its RTCP socket on the next port."""
+
+    def __init__(self, leg: PlainLeg, reactor: IReactorTime, rtcp: bool = False) -> None:
+        super().__init__(leg, reactor)
+        self.receive = leg.datagram_received
+        self.rtcp = rtcp
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = self.receive(data, addr, self.seconds(), self.rtcp)
+        if out:
+            self.write(out)
 
 
 class MediaBridge:
@@ -117,14 +136,14 @@ class MediaBridge:
         self.tap: RecordingTap | None = None
         self.digit_catcher: tuple[dict[int, EventReader], Callable[[str, int], None]] | None = None
         self.inband: tuple[InbandDigits, int, int] | None = None
+        self._webrtc_socket = WebrtcSocket(webrtc, reactor)
+        self._plain_socket = PlainSocket(plain, reactor)
         try:
-            self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
-            self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
+            self.webrtc_port = self._bind(interface, [self._webrtc_socket])
+            self.plain_port = self._bind(interface, [self._plain_socket, PlainSocket(plain, reactor, rtcp=True)])
         except Exception:
             self.close("could not bind media ports")
             raise
-        self._webrtc_socket = self._leg_sockets[0]
-        self._plain_socket = self._leg_sockets[1]
         webrtc.on_rtp = self._to_plain
         plain.on_rtp = self._to_webrtc
         self._webrtc_socket.after_control = lambda: self._after_control(webrtc, self._webrtc_socket)
@@ -134,7 +153,7 @@ class MediaBridge:
         self._rearm(webrtc, self._webrtc_socket)
         self._rearm(plain, self._plain_socket)
 
-    def _bind(self, interface: str, sockets: list[LegSocket]) -> int:
+    def _bind(self, interface: str, sockets: Sequence[WebrtcSocket | PlainSocket]) -> int:
         port = self.pool.allocate()
         self._ports.append(port)
         for offset, sock in enumerate(sockets):
