@@ -3,10 +3,10 @@
 Each leg owns one UDP socket (two for a plain leg without rtcp-mux: RTP on
 an even port, RTCP on the next), taken from a :class:`PortPool`, opened in
 the shared :class:`UdpSocketSet` and given back when the bridge closes,
-whatever ended it. Datagrams go straight to
-the sans-I/O leg with the reactor's time, and what the leg returns is
-written out: no Deferreds, no logging, no objects per packet beyond the
-buffer. Each leg has one ``callLater`` for its earliest deadline.
+whatever ended it. Datagrams go straight to the sans-I/O leg with the
+reactor's time, and what the leg returns is written out: no Deferreds, no
+logging, no objects per packet beyond the buffer. Each leg has one
+``callLater`` for its earliest deadline.
 """
 
 from __future__ import annotations
@@ -59,10 +59,9 @@ class PortPool:
 
 
 class LegSocket:
-    """One UDP socket feeding one leg."""
+    """One UDP socket feeding one leg, and what the leg sends going out of it."""
 
-    def __init__(self, leg: Leg, reactor: IReactorTime) -> None:
-        self.leg = leg
+    def __init__(self, reactor: IReactorTime) -> None:
         self.seconds = reactor.seconds
         self.socket: socket.socket | None = None
 
@@ -83,7 +82,7 @@ class WebrtcSocket(LegSocket):
     """The WebRTC leg's one socket (BUNDLE, rtcp-mux)."""
 
     def __init__(self, leg: WebrtcLeg, reactor: IReactorTime) -> None:
-        super().__init__(leg, reactor)
+        super().__init__(reactor)
         self.receive = leg.datagram_received
         # Called after STUN/DTLS (not media): their deadlines may have moved.
         self.after_control: Callable[[], None] = lambda: None
@@ -100,7 +99,7 @@ class PlainSocket(LegSocket):
     """The plain leg's RTP socket, or (``rtcp``) its RTCP socket on the next port."""
 
     def __init__(self, leg: PlainLeg, reactor: IReactorTime, rtcp: bool = False) -> None:
-        super().__init__(leg, reactor)
+        super().__init__(reactor)
         self.receive = leg.datagram_received
         self.rtcp = rtcp
 
