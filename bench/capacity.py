@@ -60,7 +60,8 @@ def machine() -> dict[str, str]:
             return "?"
 
     commit = output(["git", "rev-parse", "--short", "HEAD"])
-    dirty = " (+ uncommitted changes)" if output(["git", "status", "--porcelain", "--untracked-files=no"]) else ""
+    # A clean tree prints nothing, which output() reports as "?".
+    dirty = " (+ uncommitted changes)" if output(["git", "status", "--porcelain", "--untracked-files=no"]) != "?" else ""
     rtpengine = shutil.which("rtpengine")
     return {
         "cpu": cpu,

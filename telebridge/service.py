@@ -28,6 +28,7 @@ from telebridge.calls.upstream_registrations import UpstreamRegistrations
 from telebridge.config import Config
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.metrics import Counters
 from telebridge.sip.auth import DigestServer
 from telebridge.sip.connector import SipConnector
@@ -194,15 +195,16 @@ def _subject(verifier: TokenVerifier, token: str, now: float) -> str | None:
 
 
 def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[CallManager, EchoResponder]:
-    """The B2BUA, its media port pool, DTLS certificate and echo socket."""
+    """The B2BUA, its media port pool and sockets, DTLS certificate and echo socket."""
     media = config.media
     pool = PortPool(media.port_min, media.port_max)
+    sockets = UdpSocketSet(reactor)  # type: ignore[arg-type]
     certificate = DtlsCertificate()
     echo = EchoResponder()
 
     def new_media(on_end: Callable[[str], None]) -> CallMedia:
         return CallMedia(
-            reactor, pool, certificate, media.address, on_end,  # type: ignore[arg-type]
+            reactor, pool, sockets, certificate, media.address, on_end,  # type: ignore[arg-type]
             media_timeout=media.media_timeout, latch_window=media.latch_window, transcoding=media.transcoding,
             inband_dtmf=media.inband_dtmf, sip_srtp=media.sip_srtp,
         )

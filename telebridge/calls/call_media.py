@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.interfaces import IReactorTime
 
 from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint
 from telebridge.media.dtmf_events import EventReader
@@ -51,6 +51,7 @@ from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.media.sdes import NoUsableKey, SdesKeys
 from telebridge.media.srtp import SdesCrypto, new_crypto
 from telebridge.media.transcode import Transcoder
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.media.video import VIDEO_CLOCK, VideoPath
 from telebridge.media.voice_codecs import RTP_CLOCK, make_decoder, make_encoder, pcm_rate_between
 from telebridge.sdp import Codec, Media, SdpError, SessionDescription, fingerprint, ice_credentials, parse_sdp
@@ -196,8 +197,9 @@ class CallMedia:
 
     def __init__(
         self,
-        reactor: IReactorUDP,
+        reactor: IReactorTime,
         pool: PortPool,
+        sockets: UdpSocketSet,
         certificate: DtlsCertificate,
         address: str,
         on_end: Callable[[str], None],
@@ -210,6 +212,7 @@ class CallMedia:
     ) -> None:
         self.reactor = reactor
         self.pool = pool
+        self.sockets = sockets
         self.certificate = certificate
         self.address = address
         self.on_end = on_end
@@ -806,7 +809,7 @@ class CallMedia:
             remote=plain_remote, outgoing=OutgoingStream.new(clock_rate),
             latch_window=self.latch_window, media_timeout=self.media_timeout,
         )
-        self.bridge = MediaBridge(self.reactor, self.pool, webrtc, plain, interface=self.address, on_end=self.on_end)
+        self.bridge = MediaBridge(self.reactor, self.pool, self.sockets, webrtc, plain, interface=self.address, on_end=self.on_end)
         self.bridge.expect_media(False)
         self._transport = WebrtcTransport(ufrag, pwd, self.certificate.fingerprint, self.address, self.bridge.webrtc_port)
 

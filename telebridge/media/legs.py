@@ -29,7 +29,7 @@ from telebridge.media.dtls import DtlsCertificate, DtlsEndpoint, DtlsState
 from telebridge.media.dtmf_events import EventTrack
 from telebridge.media.ice import ConsentLost, IceLiteAgent, IceState, PairSelected, SendTo
 from telebridge.media.rtcp import QualityFigures, ReceiveStats, RtcpError, build_report, parse_compound
-from telebridge.media.rtp import RTP_HEADER, Kind, StreamRewriter, classify
+from telebridge.media.rtp import DTLS, RTCP, RTP, RTP_HEADER, STUN, StreamRewriter, classify
 from telebridge.media.srtp import SrtpError, SrtpSession
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 Address = tuple[str, int]
 Datagrams = list[tuple[bytes, Address]]
 RTCP_INTERVAL = 5.0  # RFC 3550 §6.2's minimum for a two-party session
+# Enum members as module names for the per-packet code (see telebridge.media.rtp).
+_CONNECTED = DtlsState.CONNECTED
 
 
 @dataclass
@@ -148,7 +150,7 @@ class WebrtcLeg:
     def srtp(self) -> SrtpSession | None:
         """Keys from a finished handshake whose certificate matched the SDP (none before the SDP arrives)."""
         dtls = self.dtls
-        if dtls.state is not DtlsState.CONNECTED or dtls.remote_fingerprint is None:
+        if dtls.state is not _CONNECTED or dtls.remote_fingerprint is None:
             return None
         return dtls.srtp
 
@@ -165,7 +167,7 @@ class WebrtcLeg:
     def datagram_received(self, data: bytes, source: Address, now: float) -> Datagrams:
         """One datagram from the socket."""
         kind = classify(data)
-        if kind is Kind.STUN:
+        if kind is STUN:
             out: Datagrams = []
             for event in self.ice.receive(data, source, now):
                 if isinstance(event, SendTo):
@@ -176,29 +178,32 @@ class WebrtcLeg:
         if not self.ice.accepts_media_from(source):
             self.stats.dropped_source += 1
             return []
-        if kind is Kind.DTLS:
+        if kind is DTLS:
             out = [(d, source) for d in self.dtls.receive(data, now)]
             if self.dtls.state is DtlsState.FAILED:
                 self.ended = f"DTLS: {self.dtls.error}"
             return out
         srtp = self.srtp
-        if kind in (Kind.RTP, Kind.RTCP) and srtp is None:
+        if (kind is RTP or kind is RTCP) and srtp is None:
             self.stats.dropped_not_ready += 1
             return []
-        if kind is Kind.RTP:
+        if kind is RTP:
             try:
                 packet = bytearray(srtp.unprotect(data))  # type: ignore[union-attr]
             except SrtpError:
                 self.stats.dropped_srtp += 1
                 return []
-            self._count(data, now)
+            stats = self.stats
+            stats.packets_in += 1
+            stats.bytes_in += len(data)
+            self.last_media = now
             video = self.video
             if video is not None and packet[1] & 0x7F in video.payload_types:
                 video.media_in(packet, now)
                 return []
             self.rtcp.media_in(packet, now)
             self.on_rtp(packet, now)
-        elif kind is Kind.RTCP:
+        elif kind is RTCP:
             try:
                 report = srtp.unprotect_rtcp(data)  # type: ignore[union-attr]
             except SrtpError:
@@ -215,11 +220,6 @@ class WebrtcLeg:
         else:
             self.stats.dropped_junk += 1
         return []
-
-    def _count(self, data: bytes, now: float) -> None:
-        self.stats.packets_in += 1
-        self.stats.bytes_in += len(data)
-        self.last_media = now
 
     def send_rtp(self, packet: bytearray, now: float) -> Datagrams:
         """RTP from the other leg, toward the browser's selected pair (held back while we play DTMF events)."""
@@ -387,19 +387,20 @@ class PlainLeg:
             self.stats.dropped_source += 1
             return []
         kind = classify(data)
-        if kind is Kind.RTP and not rtcp_port:
+        if kind is RTP and not rtcp_port:
             try:
                 plain = self.srtp.unprotect(data) if self.srtp else data
             except SrtpError:
                 self.stats.dropped_srtp += 1
                 return []
-            self.stats.packets_in += 1
-            self.stats.bytes_in += len(data)
+            stats = self.stats
+            stats.packets_in += 1
+            stats.bytes_in += len(data)
             self.last_media = now
             packet = bytearray(plain)
             self.rtcp.media_in(packet, now)
             self.on_rtp(packet, now)
-        elif kind is Kind.RTCP:
+        elif kind is RTCP:
             try:
                 report = self.srtp.unprotect_rtcp(data) if self.srtp else data
             except SrtpError:
@@ -420,10 +421,11 @@ class PlainLeg:
         if self.remote is None or not self.receiving or self.events.active:
             return []
         self.outgoing.rewrite(packet, now)
-        data = bytes(packet)
+        # Plain RTP goes out as the buffer itself: it is written before anything changes it.
+        data: bytes | bytearray = packet
         if self.srtp is not None:
             try:
-                data = self.srtp.protect(data)
+                data = self.srtp.protect(bytes(packet))
             except SrtpError:
                 return []
         self.stats.packets_out += 1

@@ -1,26 +1,28 @@
 """The media relay's Twisted side: ports, sockets, timers (a thin adapter).
 
 Each leg owns one UDP socket (two for a plain leg without rtcp-mux: RTP on
-an even port, RTCP on the next), taken from a :class:`PortPool` and given
-back when the bridge closes, whatever ended it. Datagrams go straight to
-the sans-I/O leg with the reactor's time, and what the leg returns is
-written out: no Deferreds, no logging, no objects per packet beyond the
-buffer. Each leg has one ``callLater`` for its earliest deadline.
+an even port, RTCP on the next), taken from a :class:`PortPool`, opened in
+the shared :class:`UdpSocketSet` and given back when the bridge closes,
+whatever ended it. Datagrams go straight to the sans-I/O leg with the
+reactor's time, and what the leg returns is written out: no Deferreds, no
+logging, no objects per packet beyond the buffer. Each leg has one
+``callLater`` for its earliest deadline.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Union
+import socket
+from typing import Callable, Sequence, Union
 
-from twisted.internet import protocol
 from twisted.internet.base import DelayedCall
-from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IReactorTime
 
 from telebridge.media.dtmf_events import EventReader
 from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
 from telebridge.media.transcode import Transcoder, rtp_payload
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.media.video import KeyframeRequests, VideoPath
 
 Leg = Union[WebrtcLeg, PlainLeg]
@@ -57,33 +59,19 @@ class PortPool:
         return len(self._used)
 
 
-class LegSocket(protocol.DatagramProtocol):
-    """One UDP socket feeding one leg."""
+class LegSocket:
+    """One UDP socket feeding one leg, and what the leg sends going out of it."""
 
-    def __init__(self, leg: Leg, reactor: IReactorTime, rtcp: bool = False) -> None:
-        self.leg = leg
-        self.reactor = reactor
-        self.rtcp = rtcp
-        # Called after STUN/DTLS (not media): their deadlines may have moved.
-        self.after_control: Callable[[], None] = lambda: None
-
-    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = self.reactor.seconds()
-        if isinstance(self.leg, PlainLeg):
-            self.write(self.leg.datagram_received(data, addr, now, rtcp_port=self.rtcp))
-        else:
-            self.write(self.leg.datagram_received(data, addr, now))
-            if data and data[0] < 128:
-                self.after_control()
+    def __init__(self, reactor: IReactorTime) -> None:
+        self.seconds = reactor.seconds
+        self.socket: socket.socket | None = None
 
     def write(self, datagrams: Datagrams) -> None:
-        transport = self.transport
-        if transport is None or not datagrams:
+        if not datagrams or self.socket is None:
             return
-        # Straight to the socket: every address here is an IP literal (a packet's
-        # source, or an SDP address checked when it was read), so Twisted's
-        # per-datagram address checks are not needed on the hot path.
-        send = transport.socket.sendto  # type: ignore[attr-defined]
+        # Every address here is an IP literal (a packet's source, or an SDP
+        # address checked when it was read), so no per-datagram checks.
+        send = self.socket.sendto
         for data, address in datagrams:
             try:
                 send(data, address)
@@ -91,13 +79,45 @@ class LegSocket(protocol.DatagramProtocol):
                 pass  # ICMP-driven send errors and a full buffer: UDP loss, not our fault
 
 
+class WebrtcSocket(LegSocket):
+    """The WebRTC leg's one socket (BUNDLE, rtcp-mux)."""
+
+    def __init__(self, leg: WebrtcLeg, reactor: IReactorTime) -> None:
+        super().__init__(reactor)
+        self.receive = leg.datagram_received
+        # Called after STUN/DTLS (not media): their deadlines may have moved.
+        self.after_control: Callable[[], None] = lambda: None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = self.receive(data, addr, self.seconds())
+        if out:
+            self.write(out)
+        if data and data[0] < 128:
+            self.after_control()
+
+
+class PlainSocket(LegSocket):
+    """The plain leg's RTP socket, or (``rtcp``) its RTCP socket on the next port."""
+
+    def __init__(self, leg: PlainLeg, reactor: IReactorTime, rtcp: bool = False) -> None:
+        super().__init__(reactor)
+        self.receive = leg.datagram_received
+        self.rtcp = rtcp
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = self.receive(data, addr, self.seconds(), self.rtcp)
+        if out:
+            self.write(out)
+
+
 class MediaBridge:
     """Two legs, their sockets and timers; RTP flows from each to the other."""
 
     def __init__(
         self,
-        reactor: IReactorUDP,
+        reactor: IReactorTime,
         pool: PortPool,
+        sockets: UdpSocketSet,
         webrtc: WebrtcLeg,
         plain: PlainLeg,
         interface: str = "127.0.0.1",
@@ -105,11 +125,12 @@ class MediaBridge:
     ) -> None:
         self.reactor = reactor
         self.pool = pool
+        self.sockets = sockets
         self.webrtc, self.plain = webrtc, plain
         self.on_end = on_end
         self.closed = False
         self._ports: list[int] = []
-        self._listening: list[object] = []
+        self._leg_sockets: list[LegSocket] = []
         self._timers: dict[int, DelayedCall] = {}
         self.transcoders: tuple[Transcoder, Transcoder] | None = None
         self.tap: RecordingTap | None = None
@@ -119,16 +140,16 @@ class MediaBridge:
         #: The SIP side's video leg and its sockets, when video is relayed.
         self.video_plain: PlainLeg | None = None
         self.video_port: int | None = None
-        self._video_listening: list[object] = []
+        self._video_sockets: list[PlainSocket] = []
         self.keyframes: KeyframeRequests | None = None
+        self._webrtc_socket = WebrtcSocket(webrtc, reactor)
+        self._plain_socket = PlainSocket(plain, reactor)
         try:
-            self.webrtc_port = self._bind(interface, [LegSocket(webrtc, reactor)])
-            self.plain_port = self._bind(interface, [LegSocket(plain, reactor), LegSocket(plain, reactor, rtcp=True)])
+            self.webrtc_port = self._bind(interface, [self._webrtc_socket])
+            self.plain_port = self._bind(interface, [self._plain_socket, PlainSocket(plain, reactor, rtcp=True)])
         except Exception:
             self.close("could not bind media ports")
             raise
-        self._webrtc_socket = self._sockets[0]
-        self._plain_socket = self._sockets[1]
         webrtc.on_rtp = self._to_plain
         plain.on_rtp = self._to_webrtc
         self._webrtc_socket.after_control = lambda: self._after_control(webrtc, self._webrtc_socket)
@@ -138,25 +159,21 @@ class MediaBridge:
         self._rearm(webrtc, self._webrtc_socket)
         self._rearm(plain, self._plain_socket)
 
-    @property
-    def _sockets(self) -> list[LegSocket]:
-        return [p.protocol for p in self._listening]  # type: ignore[attr-defined]
-
-    def _bind(self, interface: str, sockets: list[LegSocket]) -> int:
+    def _bind(self, interface: str, sockets: Sequence[WebrtcSocket | PlainSocket]) -> int:
         port = self.pool.allocate()
         self._ports.append(port)
         for offset, sock in enumerate(sockets):
-            self._listening.append(self.reactor.listenUDP(port + offset, sock, interface=interface))
+            sock.socket = self.sockets.open(interface, port + offset, sock.datagram_received)
+            self._leg_sockets.append(sock)
         return port
 
     def add_video(self, video: VideoPath, plain: PlainLeg) -> int:
         """Relay the browser's video (``video``, inside its BUNDLE) to and from ``plain``,
         the SIP side's video leg on a port pair of its own; returns that port."""
         webrtc = self.webrtc
-        before = len(self._listening)
-        self.video_port = self._bind(self.interface, [LegSocket(plain, self.reactor), LegSocket(plain, self.reactor, rtcp=True)])
-        self._video_listening = self._listening[before:]
-        video_socket: LegSocket = self._video_listening[0].protocol  # type: ignore[attr-defined]
+        self._video_sockets = [PlainSocket(plain, self.reactor), PlainSocket(plain, self.reactor, rtcp=True)]
+        self.video_port = self._bind(self.interface, self._video_sockets)
+        video_socket = self._video_sockets[0]
         self.video_plain = plain
         now = self.reactor.seconds()  # type: ignore[attr-defined]
         webrtc.add_video(video, now)
@@ -201,14 +218,19 @@ class MediaBridge:
         self.webrtc.video = None
         self.webrtc.on_rtcp = lambda report: None
         self.video_plain = self.keyframes = None
-        for port in self._video_listening:
-            port.stopListening()  # type: ignore[attr-defined]
-            self._listening.remove(port)
-        self._video_listening = []
+        for sock in self._video_sockets:
+            self._close_socket(sock)
+            self._leg_sockets.remove(sock)
+        self._video_sockets = []
         if self.video_port is not None:
             self._ports.remove(self.video_port)
             self.pool.release(self.video_port)
             self.video_port = None
+
+    def _close_socket(self, sock: LegSocket) -> None:
+        if sock.socket is not None:
+            self.sockets.close(sock.socket)
+            sock.socket = None
 
     def _to_plain(self, packet: bytearray, now: float) -> None:
         self._plain_socket.write(self.plain.send_rtp(packet, now))
@@ -374,9 +396,9 @@ class MediaBridge:
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        for port in self._listening:
-            port.stopListening()  # type: ignore[attr-defined]
-        self._listening.clear()
+        for sock in self._leg_sockets:
+            self._close_socket(sock)
+        self._leg_sockets.clear()
         for port in self._ports:
             self.pool.release(port)
         self._ports.clear()

@@ -19,6 +19,7 @@ from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.ice import IceLiteAgent, new_credentials
 from telebridge.media.legs import OutgoingStream, PlainLeg, WebrtcLeg
 from telebridge.media.relay import MediaBridge, PortPool
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.sdp import fingerprint, ice_credentials, parse_sdp
 from telebridge.sdp_translation import WebrtcTransport, webrtc_answer_from_plain
 from tests.e2e.harness import require_program
@@ -54,7 +55,7 @@ def _bridge_for(offer_sdp: str, pbx_port: int, pool: PortPool, ended: list[str],
     opus = next(c for c in audio.codecs() if c.name.lower() == "opus")
     webrtc = WebrtcLeg(ice, certificate, dtls_client=False, remote_fingerprint=remote_fingerprint, outgoing=OutgoingStream.new(48000))
     plain = PlainLeg(remote=("127.0.0.1", pbx_port), outgoing=OutgoingStream.new(48000))
-    bridge = MediaBridge(reactor, pool, webrtc, plain, on_end=ended.append)  # type: ignore[arg-type]
+    bridge = MediaBridge(reactor, pool, UdpSocketSet(reactor), webrtc, plain, on_end=ended.append)  # type: ignore[arg-type]
     pbx_answer = parse_sdp(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
         f"m=audio {pbx_port} RTP/AVP {opus.payload_type}\r\nc=IN IP4 127.0.0.1\r\n"

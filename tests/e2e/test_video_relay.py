@@ -24,6 +24,7 @@ from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import MediaBridge, PortPool
 from telebridge.media.rtcp_feedback import build_pli, keyframe_requests
 from telebridge.media.srtp import SdesCrypto, SrtpSession, new_crypto, parse_crypto
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.sdp import parse_sdp
 from tests.e2e.harness import free_media_ports, require_program
 from tests.e2e.peer_process import AIORTC_PEER, CHROMIUM_PEER, LinePeer, start_peer
@@ -164,7 +165,7 @@ def _sdes_sip_side(plain_offer: bytes, echoes: tuple[Echo, Echo, Recorder]) -> t
 def test_video_is_relayed_both_ways_and_keyframe_requests_cross(loopback_only: None, codec: str, sip_srtp: str) -> Generator[Any, Any, None]:
     sip = SipSide()
     pool, ended = PortPool(42600, 42700), []
-    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append, sip_srtp=sip_srtp)  # type: ignore[arg-type]
+    media = CallMedia(reactor, pool, UdpSocketSet(reactor), DtlsCertificate(), "127.0.0.1", on_end=ended.append, sip_srtp=sip_srtp)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, codec)
     try:
         offer = yield peer.receive(timeout=30)
@@ -218,7 +219,7 @@ def test_chromium_video_is_relayed_and_a_sip_pli_gets_a_keyframe(loopback_only: 
     require_program("chromium")
     sip = SipSide()
     pool, ended = PortPool(42800, 42900), []
-    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    media = CallMedia(reactor, pool, UdpSocketSet(reactor), DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
     peer = start_peer(CHROMIUM_PEER, "video")
     try:
         offer = yield peer.receive(timeout=60)
@@ -257,7 +258,7 @@ def test_a_sip_video_offer_reaches_the_browser_and_video_flows_both_ways(loopbac
     the SIP side's number and come back decoded, and the SIP side's PLI reaches aiortc's encoder."""
     sip = SipSide()
     pool, ended = PortPool(45000, 45100), []
-    media = CallMedia(reactor, pool, DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
+    media = CallMedia(reactor, pool, UdpSocketSet(reactor), DtlsCertificate(), "127.0.0.1", on_end=ended.append)  # type: ignore[arg-type]
     peer = start_peer(VIDEO_PEER, "VP8", "answer")
     try:
         browser_offer = media.offer_from_sip(_sip_offer(sip.audio_port, sip.video_port))

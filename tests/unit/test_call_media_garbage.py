@@ -3,7 +3,6 @@ exception, and never a port left taken by a refused offer."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +12,7 @@ from twisted.internet import reactor
 from telebridge.calls.call_media import CallMedia, MediaRefused
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
+from telebridge.media.udp_sockets import UdpSocketSet
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "sdp"
 OFFERS = [path.read_bytes() for path in sorted(VECTORS.glob("*.sdp"))]
@@ -22,8 +22,7 @@ SIP_OFFER = (
     b"m=video 30002 RTP/AVP 96 97\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\n"
 )
 CERTIFICATE = DtlsCertificate()
-# A pool of its own per example: a closed socket is only released once the reactor turns.
-POOLS = (PortPool(first, first + 8) for first in itertools.cycle(range(48000, 52000, 8)))
+SOCKETS = UdpSocketSet(reactor)  # type: ignore[arg-type]
 
 
 def _mangled(sdp: bytes, data: st.DataObject) -> bytes:
@@ -48,13 +47,13 @@ def _mangled(sdp: bytes, data: st.DataObject) -> bytes:
 
 
 def _call(pool: PortPool) -> CallMedia:
-    return CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, transcoding=True)  # type: ignore[arg-type]
+    return CallMedia(reactor, pool, SOCKETS, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, transcoding=True)  # type: ignore[arg-type]
 
 
 @given(st.data())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_broken_browser_offer_is_refused_cleanly(data: st.DataObject) -> None:
-    pool = next(POOLS)
+    pool = PortPool(48000, 48010)
     media = _call(pool)
     offer = _mangled(data.draw(st.sampled_from(OFFERS)), data)
     try:
@@ -70,7 +69,7 @@ def test_a_broken_browser_offer_is_refused_cleanly(data: st.DataObject) -> None:
 @given(st.data())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_broken_sip_offer_or_re_offer_is_refused_cleanly(data: st.DataObject) -> None:
-    pool = next(POOLS)
+    pool = PortPool(48000, 48010)
     media = _call(pool)
     try:
         if data.draw(st.booleans()):
@@ -95,7 +94,7 @@ SIP_ANSWER = (
 @given(st.data())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_broken_sip_answer_is_refused_cleanly(data: st.DataObject) -> None:
-    pool = next(POOLS)
+    pool = PortPool(48000, 48010)
     media = _call(pool)
     try:
         media.offer_from_browser((VECTORS / "chromium-156-offer.sdp").read_bytes())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -12,12 +11,12 @@ from twisted.internet import reactor
 from telebridge.calls.call_media import CallMedia, MediaRefused
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.sdp import parse_sdp
 
 CHROME_OFFER = (Path(__file__).parents[1] / "vectors" / "sdp" / "chromium-156-offer.sdp").read_bytes()
 CERTIFICATE = DtlsCertificate()
-# Each test its own ports: a closed socket is only released once the reactor turns, which a unit test never lets it do.
-PORT_RANGES = (PortPool(first, first + 20) for first in itertools.count(47400, 20))
+SOCKETS = UdpSocketSet(reactor)  # type: ignore[arg-type]
 
 
 def sip_sdp(port: int, formats: str, rtpmaps: str, host: str = "127.0.0.1") -> bytes:
@@ -32,8 +31,8 @@ PCMU_AND_EVENTS = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n
 
 @pytest.fixture
 def call() -> Iterator[CallMedia]:
-    pool = next(PORT_RANGES)
-    media = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
+    pool = PortPool(47400, 47500)
+    media = CallMedia(reactor, pool, SOCKETS, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
     media.offer_from_browser(CHROME_OFFER)
     media.answer_from_sip(sip_sdp(40000, "0 101", PCMU_AND_EVENTS))
     yield media
@@ -66,8 +65,8 @@ def test_a_re_offer_without_the_call_s_codec_is_refused_and_changes_nothing(call
 
 
 def test_a_bad_rtpmap_is_a_clear_400_not_a_crash() -> None:
-    pool = next(PORT_RANGES)
-    media = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
+    pool = PortPool(47400, 47500)
+    media = CallMedia(reactor, pool, SOCKETS, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
     with pytest.raises(MediaRefused, match="rtpmap") as refused:
         media.offer_from_browser(CHROME_OFFER.replace(b"a=rtpmap:111 opus/48000/2", b"a=rtpmap:111 opus"))
     assert refused.value.status == 400 and pool.in_use == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -12,12 +11,12 @@ from twisted.internet import reactor
 from telebridge.calls.call_media import CallMedia, MediaRefused
 from telebridge.media.dtls import DtlsCertificate
 from telebridge.media.relay import PortPool
+from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.sdp import parse_sdp
 
 CHROME_OFFER = (Path(__file__).parents[1] / "vectors" / "sdp" / "chromium-156-offer.sdp").read_bytes()
 CERTIFICATE = DtlsCertificate()
-# Each test its own ports: a closed socket is only released once the reactor turns.
-PORT_RANGES = (PortPool(first, first + 20) for first in itertools.count(47000, 20))
+SOCKETS = UdpSocketSet(reactor)  # type: ignore[arg-type]
 
 
 def sip_answer(audio_port: int, video_port: int, video: str = "m=video {port} RTP/AVP 120\r\na=rtpmap:120 VP8/90000\r\n") -> bytes:
@@ -50,12 +49,12 @@ def browser_answer(offer: object, video_port: int) -> bytes:
 
 @pytest.fixture
 def pool() -> PortPool:
-    return next(PORT_RANGES)
+    return PortPool(47000, 47100)
 
 
 @pytest.fixture
 def media(pool: PortPool) -> Iterator[CallMedia]:
-    call = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
+    call = CallMedia(reactor, pool, SOCKETS, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None)  # type: ignore[arg-type]
     yield call
     call.close("test over")
     assert pool.in_use == 0
@@ -104,7 +103,7 @@ def test_browser_video_outside_the_audio_s_bundle_is_refused(media: CallMedia, p
 
 
 def test_an_sdes_encrypted_sip_leg_gets_a_key_of_its_own_for_video(pool: PortPool) -> None:
-    call = CallMedia(reactor, pool, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, sip_srtp="always")  # type: ignore[arg-type]
+    call = CallMedia(reactor, pool, SOCKETS, CERTIFICATE, "127.0.0.1", on_end=lambda reason: None, sip_srtp="always")  # type: ignore[arg-type]
     try:
         audio, video = parse_sdp(call.offer_from_browser(CHROME_OFFER)).media
         assert audio.proto == video.proto == "RTP/SAVP" and video.port
