@@ -13,8 +13,8 @@ is measured, so an N beyond a system's capacity shows what overload does (and
 an N beyond the generator's is marked so).
 
 The profile: py-spy (``pip install -e .[bench]``) samples telebridge through
-one more step at the first N, set-up included, and the report lists where
-its own time went, by function.
+one more step at the middle N, once while the calls are set up and once
+while they stream, and the report lists where its time went, by function.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -48,24 +49,42 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def profile_step(system: Telebridge, n: int, seconds: float, workdir: Path, spy: str) -> tuple[dict[str, Any], Counter[str], int]:
-    """One more step at ``n`` with py-spy sampling telebridge throughout; (row, samples by function, total)."""
-    assert system.process is not None
-    raw = workdir / "profile.txt"
-    duration = int(seconds + 30 + n * 0.05)  # set-up, streaming, hang-up
-    spy_process = subprocess.Popen(
-        [spy, "record", "--pid", str(system.process.pid), "--rate", "250", "--duration", str(duration),
+def _record(spy: str, pid: int, seconds: float, raw: Path) -> None:
+    """py-spy samples ``pid`` for ``seconds`` into ``raw`` (collapsed stacks)."""
+    subprocess.run(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--duration", str(max(1, round(seconds))),
          "--format", "raw", "--output", str(raw), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 30, check=False,
     )
-    row = safe_step(system, n, seconds=seconds, workdir=workdir / "step", load_core=1)
-    spy_process.wait(duration + 30)
+
+
+def _by_function(raw: Path) -> Counter[str]:
     by_function: Counter[str] = Counter()
     for line in raw.read_text().splitlines() if raw.exists() else []:
         stack, _, count = line.rpartition(" ")
         if count.isdigit() and stack:
             by_function[_function_of(stack.split(";")[-1])] += int(count)
-    return row, by_function, sum(by_function.values())
+    return by_function
+
+
+def profile_step(system: Telebridge, n: int, setup_s: float, seconds: float, workdir: Path, spy: str) -> dict[str, Counter[str]]:
+    """One more step at ``n`` with py-spy sampling telebridge, once through the set-up
+    (its first ``setup_s`` s) and once through the streaming window after it."""
+    assert system.process is not None
+    pid = system.process.pid
+    workdir.mkdir(parents=True, exist_ok=True)
+    phases = {"set-up": workdir / "setup.txt", "streaming": workdir / "streaming.txt"}
+
+    def sample() -> None:
+        _record(spy, pid, setup_s, phases["set-up"])
+        time.sleep(2.0)  # the last calls' handshakes
+        _record(spy, pid, seconds, phases["streaming"])
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    safe_step(system, n, seconds=setup_s + seconds + 4.0, workdir=workdir / "step", load_core=1)
+    sampler.join()
+    return {phase: _by_function(raw) for phase, raw in phases.items()}
 
 
 def _function_of(frame: str) -> str:
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="relay-n-"))
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
-    profile: tuple[int, Counter[str], int] | None = None
+    profile: tuple[int, dict[str, Counter[str]]] | None = None
     try:
         for kind in [s.strip() for s in args.systems.split(",") if s.strip()]:
             system = Telebridge(workdir / kind, core=0) if kind == "telebridge" else Rtpengine(workdir / kind, core=0)
@@ -105,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                     row["generator_bound"] = generator_saturated(row)
                     rows.append(row)
                 spy = py_spy()
+                n = ns[len(ns) // 2]  # the middle N: 200 by default
+                measured = next((r for r in rows if r["system"] == kind and r["n"] == n), {})
                 if kind == "telebridge" and not args.no_profile and spy and isinstance(system, Telebridge):
-                    row, by_function, total = profile_step(system, ns[0], args.seconds, workdir / "profile", spy)
-                    profile = (ns[0], by_function, total)
+                    # The set-up lasts about as long as the measured step's did.
+                    setup_s = n / max(measured.get("setup_rate") or 50.0, 1.0) + 2.0
+                    profile = (n, profile_step(system, n, setup_s, args.seconds, workdir / "profile", spy))
             finally:
                 system.stop()
     finally:
@@ -117,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows: list[dict[str, Any]], profile: tuple[int, Counter[str], int] | None, date: str, elapsed: float, command: str) -> str:
+def render(rows: list[dict[str, Any]], profile: tuple[int, dict[str, Counter[str]]] | None, date: str, elapsed: float, command: str) -> str:
     info = machine()
     summary = []
     by_n: dict[int, dict[str, dict[str, Any]]] = {}
@@ -141,15 +163,18 @@ def render(rows: list[dict[str, Any]], profile: tuple[int, Counter[str], int] | 
         ratio = f"{a / b:.2f}" if a and b else "-"
         summary.append([str(n), cell(tb), cell(re_), ratio])
     profile_text = "Not profiled (py-spy not installed, or --no-profile)."
-    if profile is not None and profile[2]:
-        n, by_function, total = profile
-        lines = [[name, f"{100 * count / total:.1f}"] for name, count in by_function.most_common(PROFILE_TOP)]
-        profile_text = (
-            f"py-spy, 250 samples/s while telebridge ran (idle time in the poll is not sampled), through one more "
-            f"step at N = {n}, set-up included: {total} samples. A C call such as `sendto` or libsrtp is charged "
-            "to the Python function that made it.\n\n"
-            + _table(("function (file)", "% of samples, own time"), lines)
-        )
+    if profile is not None:
+        n, phases = profile
+        parts = [
+            f"py-spy, 250 samples/s while telebridge was on the CPU (idle time is not sampled), through one more step "
+            f"at N = {n}: once while the calls were set up, once while they streamed. A C call such as `sendto` or "
+            "libsrtp is charged to the Python function that made it; `doPoll` is the reactor's `epoll_wait`."
+        ]
+        for phase, by_function in phases.items():
+            total = sum(by_function.values())
+            lines = [[name, f"{100 * count / total:.1f}"] for name, count in by_function.most_common(PROFILE_TOP)] if total else []
+            parts.append(f"### {phase} ({total} samples)\n\n" + _table(("function (file)", "% of samples, own time"), lines))
+        profile_text = "\n\n".join(parts)
     return f"""# bench/relay: fixed N, telebridge vs rtpengine, {date}
 
 Machine: {info['cpu']}, {info['cores']} cores, kernel {info['kernel']}, Python {info['python']};

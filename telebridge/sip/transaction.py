@@ -48,7 +48,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import ClassVar, Hashable, Union
+from typing import Any, Callable, ClassVar, Hashable, Union
 
 from telebridge.sip.message import Headers, Request, Response, make_response
 
@@ -175,6 +175,35 @@ def build_cancel(request: Request) -> Request:
     return _same_branch_request(request, "CANCEL", request.headers.get("To") or "")
 
 
+class TimerTable(dict[Timer, float]):
+    """A transaction's armed timers, which call ``on_change`` whenever they change: the
+    transaction layer keeps its own index of deadlines by it instead of scanning every
+    live transaction on every message."""
+
+    __slots__ = ("on_change",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_change: Callable[[], None] = lambda: None
+
+    def __setitem__(self, timer: Timer, deadline: float) -> None:
+        super().__setitem__(timer, deadline)
+        self.on_change()
+
+    def __delitem__(self, timer: Timer) -> None:
+        super().__delitem__(timer)
+        self.on_change()
+
+    def pop(self, timer: Timer, *default: Any) -> Any:  # type: ignore[override]
+        value = super().pop(timer, *default)
+        self.on_change()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change()
+
+
 class Transaction(abc.ABC):
     """What the four machines share: the request, the peer and the timers."""
 
@@ -188,7 +217,7 @@ class Transaction(abc.ABC):
         self.peer = peer
         self.reliable = reliable
         self.t1, self.t2, self.t4 = t1, t2, t4
-        self._timers: dict[Timer, float] = {}
+        self._timers = TimerTable()
         self._interval = t1
 
     def __repr__(self) -> str:

@@ -37,10 +37,18 @@ Rules of operation:
   with the first one, and dropped if a final response comes instead.
 * Terminated transactions are removed after every call, so ``len(layer)``
   is the number of live transactions.
+* Deadlines are kept in a heap, fed by the transactions whose timers
+  changed (each transaction's :class:`~telebridge.sip.transaction.TimerTable`
+  says so); an entry whose transaction has since moved on is dropped when
+  it reaches the top. So neither a message nor a timer costs a scan of
+  every live transaction (that scan was most of the gateway's CPU while
+  hundreds of calls were being set up).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
 from dataclasses import dataclass
 from typing import Callable, Hashable, Union
@@ -135,6 +143,11 @@ class TransactionLayer:
         self._clients: dict[ClientKey, ClientTransaction] = {}
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._cancel_pending: set[InviteClientTransaction] = set()
+        # Where each live transaction is kept, to forget it without a search.
+        self._homes: dict[Transaction, tuple[dict, ClientKey | ServerKey]] = {}
+        self._changed: set[Transaction] = set()
+        self._deadlines: list[tuple[float, int, Transaction]] = []
+        self._order = itertools.count()  # ties in the heap never compare transactions
 
     def __len__(self) -> int:
         """How many transactions are live."""
@@ -181,6 +194,7 @@ class TransactionLayer:
                 request, destination, reliable=reliable, t1=self.t1, t2=self.t2, t4=self.t4
             )
         self._clients[key] = client
+        self._watch(client, self._clients, key)
         return client, list(client.start(now))
 
     def send_response(self, transaction: ServerTransaction, response: Response, now: float) -> list[LayerEvent]:
@@ -221,17 +235,35 @@ class TransactionLayer:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any live transaction, or ``None``."""
-        return min((t for tx in self._all() if (t := tx.get_timer()) is not None), default=None)
+        self._collect()
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, _, transaction = deadlines[0]
+            if self._current(transaction, deadline):
+                return deadline
+            heapq.heappop(deadlines)
+        return None
 
     def handle_timer(self, now: float) -> list[LayerEvent]:
         """Run every timer due at ``now`` in every transaction."""
         events: list[LayerEvent] = []
-        for transaction in self._all():
-            deadline = transaction.get_timer()
-            if deadline is not None and deadline <= now:
+        self._collect()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, transaction = heapq.heappop(deadlines)
+            if self._current(transaction, deadline):
                 events += transaction.handle_timer(now)
         self._collect()
         return events
+
+    def _watch(self, transaction: Transaction, home: dict, key: ClientKey | ServerKey) -> None:
+        self._homes[transaction] = (home, key)
+        self._changed.add(transaction)
+        transaction._timers.on_change = lambda: self._changed.add(transaction)
+
+    def _current(self, transaction: Transaction, deadline: float) -> bool:
+        """Whether a heap entry still stands: its transaction is live and still due then."""
+        return transaction in self._homes and transaction.get_timer() == deadline
 
     def _receive_response(self, response: Response, source: Hashable, now: float) -> list[LayerEvent]:
         client = self._clients.get(_client_key(response))
@@ -273,6 +305,7 @@ class TransactionLayer:
                 request, source, now, reliable=reliable, t1=self.t1, t2=self.t2, t4=self.t4
             )
         self._servers[key] = server
+        self._watch(server, self._servers, key)
         if request.method == "CANCEL":
             return self._answer_cancel(server, request, now)
         return [RequestReceived(server, request, source)]
@@ -300,11 +333,22 @@ class TransactionLayer:
         return [*self._clients.values(), *self._servers.values()]
 
     def _collect(self) -> None:
-        for ckey in [k for k, tx in self._clients.items() if tx.terminated]:
-            del self._clients[ckey]
-        for skey in [k for k, tx in self._servers.items() if tx.terminated]:
-            del self._servers[skey]
-        self._cancel_pending = {tx for tx in self._cancel_pending if not tx.terminated}
+        """Forget the transactions that ended; index the new deadlines of the others."""
+        if not self._changed:
+            return
+        for transaction in self._changed:
+            if transaction.terminated:
+                home, key = self._homes.pop(transaction, (None, None))
+                if home is not None:
+                    del home[key]
+                self._cancel_pending.discard(transaction)  # type: ignore[arg-type]
+            elif (deadline := transaction.get_timer()) is not None:
+                heapq.heappush(self._deadlines, (deadline, next(self._order), transaction))
+        self._changed.clear()
+        if len(self._deadlines) > 4 * len(self._homes) + 64:
+            # Mostly entries that moved on: build the index again from the live transactions.
+            self._deadlines = [(d, next(self._order), tx) for tx in self._homes if (d := tx.get_timer()) is not None]
+            heapq.heapify(self._deadlines)
 
 
 __all__ = [

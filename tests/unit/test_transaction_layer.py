@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from telebridge.sip.message import Message, Request, Response, make_response, parse_message
@@ -17,6 +19,7 @@ from telebridge.sip.transaction import (
     InviteClientTransaction,
     InviteServerTransaction,
     NonInviteServerTransaction,
+    ServerTransaction,
     State,
 )
 from telebridge.sip.transaction_layer import (
@@ -640,3 +643,41 @@ def test_pair_accepted_invite_leaves_retransmission_of_the_2xx_to_the_tu() -> No
     assert tu_heard(pair.client, TransactionTimedOut) == [TransactionTimedOut(invite_tx)]
     assert pair.live() == 0
 
+
+
+def _earliest(layer: TransactionLayer) -> float | None:
+    """The layer's next deadline the slow way: every live transaction asked."""
+    return min((t for tx in layer._all() if (t := tx.get_timer()) is not None), default=None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["invite", "options", "serve", "answer", "respond", "tick"]), st.integers(0, 7)), max_size=60))
+@settings(max_examples=150, deadline=None)
+def test_the_deadline_index_always_names_the_earliest_live_deadline(steps: list[tuple[str, int]]) -> None:
+    """Whatever mix of transactions start, move their timers (earlier too) and end, the
+    layer's indexed next deadline is the one a scan of every transaction would find."""
+    layer = TransactionLayer()
+    now = 0.0
+    served: list[ServerTransaction] = []
+    for number, (action, pick) in enumerate(steps):
+        branch = f"z9hG4bKprop{number}"
+        if action in ("invite", "options"):
+            layer.send_request(make_request(action.upper(), branch), BOB, False, now)
+        elif action == "serve":
+            events = layer.receive(make_request("INVITE" if pick % 2 else "MESSAGE", branch), ALICE, False, now)
+            served += [e.transaction for e in events if isinstance(e, RequestReceived)]
+        elif action == "answer" and served:
+            transaction = served[pick % len(served)]
+            answered = transaction.last_response is not None and transaction.last_response.status >= 200
+            if not transaction.terminated and not answered:
+                layer.send_response(transaction, make_response(transaction.request, 180 if pick < 3 else 200), now)
+        elif action == "respond" and layer._clients:
+            client = list(layer._clients.values())[pick % len(layer._clients)]
+            layer.receive(make_response(client.request, 100 + 100 * (pick % 3)), BOB, False, now)
+        else:
+            now += 0.2 * (pick + 1)
+            layer.handle_timer(now)
+        assert layer.get_timer() == _earliest(layer)
+        assert not any(tx.terminated for tx in layer._all())  # ended ones are forgotten at once
+    # Long after: only transactions that wait on their peer or TU without a timer are left.
+    layer.handle_timer(now + 600)
+    assert layer.get_timer() is None and all(tx.get_timer() is None for tx in layer._all())
