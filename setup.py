@@ -19,7 +19,9 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "PyJWT>=2.8",
-        "pylibsrtp>=0.10",
+        # telebridge.media.srtp calls libsrtp through pylibsrtp 1.x's binding
+        # (pylibsrtp._binding, Session._srtp) per packet: the major version is pinned.
+        "pylibsrtp>=1.0,<2",
         # Transcoding (issue 5): telebridge.media.opus calls Debian's
         # libopus0 through cffi; PCM frames are numpy arrays.
         "cffi>=1.15",

@@ -246,7 +246,7 @@ class WebrtcLeg:
             return []
         outgoing.rewrite(packet, now)
         try:
-            protected = srtp.protect(bytes(packet))
+            protected = srtp.protect(packet)
         except SrtpError:
             return []
         rtcp.octets_out += len(packet) - 12
@@ -291,7 +291,7 @@ class WebrtcLeg:
         for packet in self.events.due(now, self.outgoing.rewriter):
             if srtp is not None and target is not None:
                 try:
-                    out.append((srtp.protect(bytes(packet)), target))
+                    out.append((srtp.protect(packet), target))
                     self.stats.packets_out += 1
                 except SrtpError:
                     pass
@@ -425,7 +425,7 @@ class PlainLeg:
         data: bytes | bytearray = packet
         if self.srtp is not None:
             try:
-                data = self.srtp.protect(bytes(packet))
+                data = self.srtp.protect(packet)
             except SrtpError:
                 return []
         self.stats.packets_out += 1
@@ -450,7 +450,7 @@ class PlainLeg:
             if self.remote is None or not self.receiving:
                 continue
             try:
-                data = self.srtp.protect(bytes(packet)) if self.srtp else bytes(packet)
+                data = self.srtp.protect(packet) if self.srtp else bytes(packet)
             except SrtpError:
                 continue
             self.stats.packets_out += 1

@@ -8,8 +8,11 @@ Rules of operation:
 * Keys come from DTLS-SRTP (RFC 5764 §4.2: the exporter gives client key,
   server key, client salt, server salt) or from SDES ``a=crypto`` lines
   (RFC 4568 §9.1, ``inline:`` base64 of key || salt).
-* Failures are :class:`SrtpError` (authentication, replay, garbage); the
-  relay drops and counts them.
+* Failures are :class:`SrtpError` (authentication, replay, garbage, a
+  packet too long); the relay drops and counts them.
+* Per packet, libsrtp is called straight through pylibsrtp's binding with
+  a buffer and length cell made once per session: pylibsrtp's own
+  ``Session.protect`` allocates per call (bench/results/2026-12-05-relay-n.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ import binascii
 import secrets
 from dataclasses import dataclass
 
+from typing import Any, Callable
+
 import pylibsrtp
+from pylibsrtp._binding import ffi, lib
+
+
+# Room for any datagram the media sockets read (telebridge.media.udp_sockets) plus the longest trailer.
+BUFFER_SIZE = 8192 + pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+_CDATA, _LENGTH = ffi.new("char[]", BUFFER_SIZE), ffi.new("int *")
+_BUFFER = ffi.buffer(_CDATA)
 
 
 class SrtpError(Exception):
@@ -52,20 +64,72 @@ DTLS_PROFILE_NAMES = {
 }
 
 
+def _libsrtp_call(
+    session: pylibsrtp.Session, function: Callable[[Any, Any, Any], int], trailer: int, what: str
+) -> Callable[[bytes | bytearray], bytes]:
+    """``function`` (srtp_protect and the like) on ``session``'s libsrtp context, as one
+    Python call per packet. The caller keeps ``session`` alive: it frees the context.
+
+    ``pylibsrtp.Session.protect`` and friends cost a type check, a fresh ``int *``
+    and a helper call per packet on top of libsrtp; here the work happens in one
+    buffer and length cell shared by every session (libsrtp keeps nothing in them
+    between calls, and all media runs on the reactor's thread), which also stays
+    in cache from one call's packet to the next. The buffer takes any packet the
+    media sockets read; a longer one is refused as an :class:`SrtpError`, not a
+    ``ValueError``.
+    """
+    context, cdata, length, buffer = session._srtp[0], _CDATA, _LENGTH, _BUFFER
+    limit = BUFFER_SIZE - trailer
+
+    def call(data: bytes | bytearray) -> bytes:
+        size = len(data)
+        if size > limit:
+            raise SrtpError(f"{what} failed: {size}-byte packet is too long")
+        buffer[0:size] = data
+        length[0] = size
+        status = function(context, cdata, length)
+        if status:
+            raise SrtpError(f"{what} failed: {_reason(status)}")
+        return buffer[0 : length[0]]
+
+    return call
+
+
+def _reason(status: int) -> str:
+    return pylibsrtp.ERRORS[status] if 0 <= status < len(pylibsrtp.ERRORS) else f"libsrtp status {status}"
+
+
 class SrtpSession:
-    """Protect what we send, unprotect what we receive."""
+    """Protect what we send, unprotect what we receive (packets as ``bytes`` or ``bytearray``).
+
+    Each operation is a function made when the keys are, one Python call per packet.
+    """
+
+    #: RTP -> SRTP.
+    protect: Callable[[bytes | bytearray], bytes]
+    #: SRTP -> RTP; replays and forgeries raise.
+    unprotect: Callable[[bytes | bytearray], bytes]
+    #: RTCP -> SRTCP.
+    protect_rtcp: Callable[[bytes | bytearray], bytes]
+    #: SRTCP -> RTCP.
+    unprotect_rtcp: Callable[[bytes | bytearray], bytes]
 
     def __init__(self, profile: Profile, local_master: bytes, remote_master: bytes) -> None:
         size = profile.key_length + profile.salt_length
         if len(local_master) != size or len(remote_master) != size:
             raise SrtpError(f"{profile.name} needs {size} bytes of key and salt")
         self.profile = profile
-        self._rx = pylibsrtp.Session(
+        rx = pylibsrtp.Session(
             policy=pylibsrtp.Policy(key=remote_master, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile.libsrtp)
         )
-        self._tx = pylibsrtp.Session(
+        tx = pylibsrtp.Session(
             policy=pylibsrtp.Policy(key=local_master, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile.libsrtp)
         )
+        self._libsrtp = (rx, tx)  # the contexts live as long as this session
+        self.protect = _libsrtp_call(tx, lib.srtp_protect, pylibsrtp.SRTP_MAX_TRAILER_LEN, "protect")
+        self.unprotect = _libsrtp_call(rx, lib.srtp_unprotect, 0, "unprotect")
+        self.protect_rtcp = _libsrtp_call(tx, lib.srtp_protect_rtcp, pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, "protect_rtcp")
+        self.unprotect_rtcp = _libsrtp_call(rx, lib.srtp_unprotect_rtcp, 0, "unprotect_rtcp")
 
     @classmethod
     def from_dtls(cls, profile_name: bytes, exported: bytes, we_are_client: bool) -> SrtpSession:
@@ -81,34 +145,6 @@ class SrtpSession:
         client_salt, server_salt = exported[2 * k : 2 * k + s], exported[2 * k + s :]
         client, server = client_key + client_salt, server_key + server_salt
         return cls(profile, client if we_are_client else server, server if we_are_client else client)
-
-    def protect(self, rtp: bytes) -> bytes:
-        """RTP -> SRTP."""
-        try:
-            return self._tx.protect(rtp)
-        except pylibsrtp.Error as e:
-            raise SrtpError(f"protect failed: {e}") from None
-
-    def unprotect(self, srtp: bytes) -> bytes:
-        """SRTP -> RTP; replays and forgeries raise."""
-        try:
-            return self._rx.unprotect(srtp)
-        except pylibsrtp.Error as e:
-            raise SrtpError(f"unprotect failed: {e}") from None
-
-    def protect_rtcp(self, rtcp: bytes) -> bytes:
-        """RTCP -> SRTCP."""
-        try:
-            return self._tx.protect_rtcp(rtcp)
-        except pylibsrtp.Error as e:
-            raise SrtpError(f"protect_rtcp failed: {e}") from None
-
-    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        """SRTCP -> RTCP."""
-        try:
-            return self._rx.unprotect_rtcp(srtcp)
-        except pylibsrtp.Error as e:
-            raise SrtpError(f"unprotect_rtcp failed: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,23 @@ def test_replay_and_tampering_are_refused() -> None:
         receiver.unprotect(b"\x80\x00garbage")
 
 
+def test_a_bytearray_goes_in_as_it_is_and_an_oversized_packet_is_an_srtp_error() -> None:
+    """The relay hands its rewritten bytearray straight in; a datagram longer than the
+    session's buffer (up to the media sockets' 8 KiB read, plus the trailer) is refused
+    as a packet libsrtp would refuse, and the session keeps working."""
+    master = V["master_key"] + V["master_salt"]
+    sender, receiver = SrtpSession(PROFILE, master, master), SrtpSession(PROFILE, master, master)
+    assert sender.protect(bytearray(V["rtp"])) == V["srtp"]
+    huge = V["rtp"][:4] + b"\x00\x00\x00\x01" + V["rtp"][8:12] + bytes(8192)
+    with pytest.raises(SrtpError, match="too long"):
+        sender.protect(huge)
+    with pytest.raises(SrtpError, match="too long"):
+        receiver.unprotect_rtcp(bytes(9000))
+    assert receiver.unprotect(bytearray(V["srtp"])) == V["rtp"]
+    big = V["rtp"][:2] + b"\x90\x00" + V["rtp"][4:12] + bytes(8000)  # large but legal, a later seq
+    assert receiver.unprotect(sender.protect(big)) == big
+
+
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_dtls_keying_both_directions(name: str) -> None:
     """RFC 5764 §4.2: client key, server key, client salt, server salt; each side's tx is the other's rx."""
