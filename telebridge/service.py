@@ -19,7 +19,7 @@ from telebridge.calls.accounts import AccountSource, http_fetch
 from telebridge.calls.b2bua import CallManager, CallSettings
 from telebridge.calls.call_media import CallMedia
 from telebridge.calls.recording_policy import RecordingPolicy
-from telebridge.calls.echo import EchoResponder, echo_answer
+from telebridge.calls.echo import EchoPorts, echo_answer
 from telebridge.calls.pbx_routing import PbxRouting
 from telebridge.calls.registrar import Registrar
 from telebridge.calls.routing import EmbeddedRouter
@@ -120,7 +120,7 @@ def make_service(config: Config, reactor: IReactorTime | None = None) -> service
         top.addService(_sip_listener(reactor, listen, stack, counters, tls_context, config.sip.max_message_size, udp_listeners))
     top.addService(ListenerService(
         f"echo media on {config.media.address}",
-        lambda: reactor.listenUDP(0, echo, interface=config.media.address),  # type: ignore[attr-defined]
+        lambda: echo.listen(reactor, config.media.address),  # type: ignore[arg-type]
     ))
 
     web_host, web_port = config.web.listen.host, config.web.listen.port
@@ -194,13 +194,13 @@ def _subject(verifier: TokenVerifier, token: str, now: float) -> str | None:
         return None
 
 
-def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[CallManager, EchoResponder]:
-    """The B2BUA, its media port pool and sockets, DTLS certificate and echo socket."""
+def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[CallManager, EchoPorts]:
+    """The B2BUA, its media port pool and sockets, DTLS certificate and echo sockets."""
     media = config.media
     pool = PortPool(media.port_min, media.port_max)
     sockets = UdpSocketSet(reactor)  # type: ignore[arg-type]
     certificate = DtlsCertificate()
-    echo = EchoResponder()
+    echo = EchoPorts()
 
     def new_media(on_end: Callable[[str], None]) -> CallMedia:
         return CallMedia(
@@ -210,7 +210,7 @@ def _calls(config: Config, reactor: IReactorTime, counters: Counters) -> tuple[C
         )
 
     def answer_for_echo(offer: bytes) -> bytes:
-        return echo_answer(offer, media.address, echo.transport.getHost().port)  # type: ignore[union-attr]
+        return echo_answer(offer, media.address, echo.port)
 
     settings = CallSettings(ring_timeout=config.calls.ring_timeout, grace=config.calls.grace, media_timeout=media.media_timeout)
     recording = None

@@ -5,12 +5,18 @@ exercises the whole media path (ICE, DTLS-SRTP, SRTP, rewriting, the
 plain leg's strict source) and a newcomer hears themselves through it, and
 sees themselves when the call has video (VP8 or H.264, as relayed). One
 socket serves every echo call and stream: each plain leg has its own port,
-and the echo goes back to whichever port sent it.
+and the echo goes back to whichever port sent it. A second socket on the
+next port up does the same for RTCP (a plain leg sends its RTCP there, RFC
+3550 §11): a browser's keyframe request comes back as the echo side's own,
+so the gateway asks the browser for the keyframe its echoed video needs
+after a loss.
 """
 
 from __future__ import annotations
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IReactorUDP
 
 from telebridge.sdp import Codec, Media, SessionDescription, parse_sdp
 from telebridge.sdp_translation import relayable_video
@@ -31,6 +37,39 @@ class EchoResponder(protocol.DatagramProtocol):
             return
         self.echoed += 1
         self.transport.write(data, addr)  # type: ignore[union-attr]
+
+
+class EchoPorts:
+    """The echo's RTP socket, on a port the system picks, and its RTCP socket on the next one up."""
+
+    def __init__(self) -> None:
+        self.rtp, self.rtcp = EchoResponder(), EchoResponder()
+        self._ports: list[IListeningPort] = []
+
+    @property
+    def port(self) -> int:
+        """The RTP port (the one echo answers name)."""
+        return self._ports[0].getHost().port  # type: ignore[no-any-return,attr-defined]
+
+    def listen(self, reactor: IReactorUDP, interface: str, attempts: int = 20) -> EchoPorts:
+        """Bind both, trying again (``attempts`` times) when the port above the RTP one is taken."""
+        for _ in range(attempts):
+            rtp = reactor.listenUDP(0, self.rtp, interface=interface)
+            above = rtp.getHost().port + 1  # type: ignore[attr-defined]
+            try:
+                if above > 65535:
+                    raise CannotListenError(interface, above, "no port above")
+                rtcp = reactor.listenUDP(above, self.rtcp, interface=interface)
+            except CannotListenError:
+                rtp.stopListening()
+                continue
+            self._ports = [rtp, rtcp]
+            return self
+        raise CannotListenError(interface, 0, f"no free port pair for the echo in {attempts} attempts")
+
+    def stopListening(self) -> defer.Deferred[object]:
+        ports, self._ports = self._ports, []
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
 
 
 def echo_answer(plain_offer: bytes, host: str, port: int) -> bytes:

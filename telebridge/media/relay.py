@@ -21,6 +21,7 @@ from telebridge.media.dtmf_events import EventReader
 from telebridge.media.inband_dtmf import InbandDigits
 from telebridge.media.legs import Datagrams, PlainLeg, WebrtcLeg
 from telebridge.media.recording_tap import RecordingTap
+from telebridge.media.rtp import RTCP, classify
 from telebridge.media.transcode import Transcoder, rtp_payload
 from telebridge.media.udp_sockets import UdpSocketSet
 from telebridge.media.video import KeyframeRequests, VideoPath
@@ -79,6 +80,11 @@ class LegSocket:
                 pass  # ICMP-driven send errors and a full buffer: UDP loss, not our fault
 
 
+    def write_mixed(self, datagrams: Datagrams) -> None:
+        """What a leg's timers produce (reports, DTMF events, ...): see :meth:`PlainSocket.write_mixed`."""
+        self.write(datagrams)
+
+
 class WebrtcSocket(LegSocket):
     """The WebRTC leg's one socket (BUNDLE, rtcp-mux)."""
 
@@ -103,6 +109,19 @@ class PlainSocket(LegSocket):
         super().__init__(reactor)
         self.receive = leg.datagram_received
         self.rtcp = rtcp
+        #: The RTCP socket on the next port, beside this RTP one.
+        self.rtcp_socket: PlainSocket | None = None
+
+    def write_mixed(self, datagrams: Datagrams) -> None:
+        """RTCP goes out of the RTCP socket (symmetric RTCP, RFC 4961: a peer, or
+        an echo, answers where it came from, and a strict peer takes RTCP only
+        from our RTCP port), RTP out of this one."""
+        rtcp_socket = self.rtcp_socket
+        if rtcp_socket is None:
+            self.write(datagrams)
+            return
+        for datagram in datagrams:
+            (rtcp_socket if classify(datagram[0]) is RTCP else self).write([datagram])
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         out = self.receive(data, addr, self.seconds(), self.rtcp)
@@ -165,6 +184,8 @@ class MediaBridge:
         for offset, sock in enumerate(sockets):
             sock.socket = self.sockets.open(interface, port + offset, sock.datagram_received)
             self._leg_sockets.append(sock)
+        if len(sockets) == 2 and isinstance(sockets[0], PlainSocket) and isinstance(sockets[1], PlainSocket):
+            sockets[0].rtcp_socket = sockets[1]
         return port
 
     def add_video(self, video: VideoPath, plain: PlainLeg) -> int:
@@ -188,7 +209,7 @@ class MediaBridge:
         def from_browser(report: bytes) -> None:
             request = keyframes.from_browser(report, self.reactor.seconds())  # type: ignore[attr-defined]
             if request is not None:
-                video_socket.write(plain.send_rtcp(request))
+                video_socket.write_mixed(plain.send_rtcp(request))
 
         def from_sip(report: bytes) -> None:
             request = keyframes.from_sip(report)
@@ -381,7 +402,7 @@ class MediaBridge:
 
     def _fire(self, leg: Leg, sock: LegSocket) -> None:
         self._timers.pop(id(leg), None)
-        sock.write(leg.handle_timer(self.reactor.seconds()))  # type: ignore[attr-defined]
+        sock.write_mixed(leg.handle_timer(self.reactor.seconds()))  # type: ignore[attr-defined]
         if leg.ended is not None:
             self.close(leg.ended)
         else:

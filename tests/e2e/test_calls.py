@@ -82,7 +82,9 @@ def answered_call(ua: WsUserAgent, target: str, offer: dict[str, str], peer: Lin
 @pytest_twisted.inlineCallbacks
 def test_browser_calls_echo_and_gets_its_own_media_back(gateway: Gateway, loopback_only: None, video: bool) -> Generator[Any, Any, None]:
     """Issue 4 §2: echo answers and loops the caller's audio back through the relay; with a
-    camera (aiortc, VP8) the caller sees its own pictures too."""
+    camera (aiortc, VP8) the caller sees its own pictures too, and its request for a keyframe
+    of the video it gets (a PLI at 1 s) comes back to its own camera: echo reflects RTCP on
+    the port above its RTP one, so the gateway asks the browser's sender."""
     peer = start_peer(AIORTC_PEER.with_name("aiortc_video_peer.py"), "VP8") if video else start_peer()
     ua = WsUserAgent("alice", gateway.web_port)
     try:
@@ -96,6 +98,7 @@ def test_browser_calls_echo_and_gets_its_own_media_back(gateway: Gateway, loopba
         assert result["frames"] > 80 and result["rms"] > 500, result
         if video:
             assert result["video_frames"] > 20 and result["video_size"] == [320, 240], result
+            assert result["keyframe_requests"] >= 1, result
         assert call.bye().status == 200
         assert_released(gateway)
     finally:
