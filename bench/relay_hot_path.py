@@ -5,7 +5,7 @@ Measures WebrtcLeg.datagram_received (demux, source check, SRTP unprotect)
 WebrtcLeg (rewrite, SRTP protect) with real keys from a DTLS handshake,
 using process CPU time (not wall time). Writes bench/results/<date>-relay.md.
 
-    .venv/bin/python bench/relay_hot_path.py [--packets N]
+    .venv/bin/python bench/relay_hot_path.py [--packets N] [--calls 1,200]
 """
 
 from __future__ import annotations
@@ -47,54 +47,78 @@ def cpu_per_packet(run, packets: int) -> float:
     return (time.process_time() - start) / packets * 1e6
 
 
+class Call:
+    """One relayed call's two legs, with its packets each way made in advance."""
+
+    def __init__(self, packets: int) -> None:
+        self.webrtc, browser = connected_pair()
+        self.plain = PlainLeg(remote=PBX, outgoing=OutgoingStream.new(48000))
+        self.plain.start(0.0)
+        self.sent = 0
+        self.webrtc.on_rtp = lambda packet, now: self._count(self.plain.send_rtp(packet, now))
+        self.plain.on_rtp = lambda packet, now: self._count(self.webrtc.send_rtp(packet, now))
+        payload = bytes(80)  # a typical 20 ms Opus frame
+        self.srtp_in = [
+            browser.srtp.protect(struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 1234) + payload)  # type: ignore[union-attr]
+            for seq in range(packets)
+        ]
+        self.plain_in = [struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 5678) + payload for seq in range(packets)]
+
+    def _count(self, datagrams: list[object]) -> None:
+        self.sent += len(datagrams)
+
+
+def measure(calls: int, packets: int) -> tuple[float, float, str]:
+    """CPU µs per packet each way, ``packets`` in all spread over ``calls`` calls in turn
+    (as a loaded relay sees them: each packet another call's objects)."""
+    per_call = packets // calls
+    table = [Call(per_call) for _ in range(calls)]
+    order = [(call, k) for k in range(per_call) for call in table]
+
+    def browser_to_pbx(n: int) -> None:
+        for call, k in order:
+            call.webrtc.datagram_received(call.srtp_in[k], BROWSER, k * 0.02)
+
+    def pbx_to_browser(n: int) -> None:
+        for call, k in order:
+            call.plain.datagram_received(call.plain_in[k], PBX, k * 0.02)
+
+    up = cpu_per_packet(browser_to_pbx, len(order))
+    down = cpu_per_packet(pbx_to_browser, len(order))
+    assert all(call.sent == 2 * per_call for call in table), [call.sent for call in table]
+    srtp = table[0].webrtc.srtp
+    return up, down, srtp.profile.name if srtp else "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packets", type=int, default=200_000)
+    parser.add_argument("--calls", default="1,200", help="calls the packets are spread over, comma-separated")
     args = parser.parse_args()
-    webrtc, browser = connected_pair()
-    plain = PlainLeg(remote=PBX, outgoing=OutgoingStream.new(48000))
-    plain.start(0.0)
-    sent: list[int] = [0]
-    webrtc.on_rtp = lambda packet, now: sent.__setitem__(0, sent[0] + len(plain.send_rtp(packet, now)))
-    plain.on_rtp = lambda packet, now: sent.__setitem__(0, sent[0] + len(webrtc.send_rtp(packet, now)))
-    payload = bytes(80)  # a typical 20 ms Opus frame
-    srtp_in = [browser.srtp.protect(struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 1234) + payload) for seq in range(args.packets)]  # type: ignore[union-attr]
-    plain_in = [struct.pack("!BBHII", 0x80, 111, seq & 0xFFFF, seq * 960, 5678) + payload for seq in range(args.packets)]
-
-    def browser_to_pbx(n: int) -> None:
-        receive = webrtc.datagram_received
-        for i in range(n):
-            receive(srtp_in[i], BROWSER, i * 0.02)
-
-    def pbx_to_browser(n: int) -> None:
-        receive = plain.datagram_received
-        for i in range(n):
-            receive(plain_in[i], PBX, i * 0.02)
-
-    up = cpu_per_packet(browser_to_pbx, args.packets)
-    down = cpu_per_packet(pbx_to_browser, args.packets)
-    assert sent[0] == 2 * args.packets, sent
-    calls_per_core = 1e6 / ((up + down) * 50)  # 50 packets/s each way per call
+    rows = []
+    profile = "?"
+    for calls in [int(c) for c in args.calls.split(",")]:
+        up, down, profile = measure(calls, args.packets)
+        calls_per_core = 1e6 / ((up + down) * 50)  # 50 packets/s each way per call
+        rows.append(f"| {calls} | {up:.1f} µs | {down:.1f} µs | {(up + down) * 50 / 1000:.2f} ms | {calls_per_core:.0f} |")
     today = datetime.date.today().isoformat()
+    table = "\n".join(rows)
     report = f"""# Relay hot path, {today}
 
 Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, one process, CPU time.
-Packets: {args.packets} each way, 92-byte RTP (80-byte payload), AES_CM/GCM as negotiated ({webrtc.srtp.profile.name if webrtc.srtp else '?'}).
+Packets: {args.packets} each way, 92-byte RTP (80-byte payload), {profile}, spread over N calls in
+turn (each packet is the next call's, as under load).
 
-| direction | CPU per packet |
-|---|---|
-| browser -> SIP (demux, source check, SRTP unprotect, rewrite, send) | {up:.1f} µs |
-| SIP -> browser (source check, rewrite, SRTP protect, send) | {down:.1f} µs |
-| both, per call-second (50 pps each way) | {(up + down) * 50 / 1000:.2f} ms |
-| relayed calls one core could carry at that cost | {calls_per_core:.0f} |
+| N calls | browser -> SIP (demux, source check, SRTP unprotect, rewrite) | SIP -> browser (source check, rewrite, SRTP protect) | both, per call-second (50 pps each way) | calls one core could carry at that cost |
+|---|---|---|---|---|
+{table}
 
-Excludes the socket system calls and the reactor's dispatch: bench/capacity.py
-measures the whole gateway under load.
+Excludes the socket system calls and the reactor's dispatch: bench/relay.py
+measures the whole gateway under load, bench/udp_floor.py what forwarding alone costs.
 """
     out = Path(__file__).parent / "results" / f"{today}-relay.md"
     out.write_text(report)
     print(report)
-
 
 if __name__ == "__main__":
     main()
