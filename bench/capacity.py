@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.loadgen import report  # noqa: E402
 from bench.loadgen.run import ramp, retried_step, safe_step, summary_line  # noqa: E402
-from bench.loadgen.systems import NICENESS, Rtpengine, Telebridge  # noqa: E402
+from bench.loadgen.systems import Rtpengine, Telebridge, run_on_load_core  # noqa: E402
 from bench.loadgen.browser import NG_ANSWER, NG_OFFER, NG_TRANSCODE  # noqa: E402
 
 RAMP_START = {("telebridge", "relay"): 20, ("rtpengine", "relay"): 20, ("telebridge", "transcode"): 5, ("rtpengine", "transcode"): 10}
@@ -148,11 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # A SIGTERM (timeout, CI) unwinds like Ctrl-C: the systems and the generators are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if os.nice(0) < NICENESS:
-        os.nice(NICENESS - os.nice(0))  # benchmarks run at niceness 10 on this shared machine
+    run_on_load_core()
     cores = os.cpu_count() or 1
-    if cores >= 2 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {1})  # the orchestrator sleeps on the load core, off the system's
     date = datetime.date.today().isoformat()
     out = args.out or REPO / "bench" / "results" / (f"{date}-short.md" if args.short else f"{date}.md")
     workdir = Path(tempfile.mkdtemp(prefix="capacity-"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from bench.capacity import machine  # noqa: E402
 from bench.loadgen.report import STEP_COLUMNS, _table, step_row  # noqa: E402
 from bench.loadgen.run import generator_saturated, retried_step, safe_step  # noqa: E402
-from bench.loadgen.systems import NICENESS, Rtpengine, Telebridge  # noqa: E402
+from bench.loadgen.systems import Rtpengine, Telebridge, run_on_load_core  # noqa: E402
 
 PROFILE_TOP = 20
 
@@ -103,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     ns = [int(n) for n in args.n.split(",") if n.strip()]
-    if os.nice(0) < NICENESS:
-        os.nice(NICENESS - os.nice(0))
-    if (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {1})
+    run_on_load_core()
     date = datetime.date.today().isoformat()
     out = args.out or REPO / "bench" / "results" / f"{date}-relay-n.md"
     workdir = Path(tempfile.mkdtemp(prefix="relay-n-"))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import select
 import socket
 import subprocess
@@ -41,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.capacity import machine  # noqa: E402
-from bench.loadgen.systems import NICENESS, ProcStat, pinned  # noqa: E402
+from bench.loadgen.systems import ProcStat, pinned, run_on_load_core  # noqa: E402
 
 PACKET = bytes([0x80, 0x60]) + bytes(90)  # an RTP header and an 80-byte payload
 RATE = 50  # packets per second per port, as a 20 ms voice stream
@@ -264,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks = (("127.0.0.1", int(sink_a)), ("127.0.0.1", int(sink_b)))
         (python_forwarder if kind == "python" else twisted_forwarder)(int(ports), sinks)
         return 0
-    if os.nice(0) < NICENESS:
-        os.nice(NICENESS - os.nice(0))
-    if (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {1})
+    run_on_load_core()
     date = datetime.date.today().isoformat()
     out = args.out or REPO / "bench" / "results" / f"{date}-udp-floor.md"
     started = time.monotonic()

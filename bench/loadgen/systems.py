@@ -39,6 +39,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NICENESS = 10
 
 
+def run_on_load_core() -> None:
+    """This (orchestrating) process at niceness 10 (this machine is shared) and, with two
+    cores or more, on core 1, the load's core: it sleeps off the system's core 0."""
+    if os.nice(0) < NICENESS:
+        os.nice(NICENESS - os.nice(0))
+    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})
+
+
 def pinned(core: int | None, command: list[str]) -> list[str]:
     """``nice [taskset -c CORE] COMMAND``, so that COMMAND runs at niceness 10 (this machine is shared)."""
     increment = max(0, NICENESS - os.nice(0))
